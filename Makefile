@@ -1,0 +1,37 @@
+# Two commands: `make demo` and `make test`. Both create .venv (Python 3.11) when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.vgps-installed
+# Isolate ROS 2 traffic to this machine and to one domain per run.
+ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( RANDOM % 100 + 1 ))}
+PKGS := -e src/vgps_critic -e src/vgps_policy_bridge -e src/vgps_widowx -e training
+
+.PHONY: test demo lint venv bench clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml src/*/pyproject.toml training/pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# CPU build of torch first (sentence-transformers needs it; an unpinned torch pulls CUDA).
+	$(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet $(PKGS) -e ".[ros-wheels,sim,dev]"
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(ROS_ENV) MUJOCO_GL=egl $(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(ROS_ENV) MUJOCO_GL=egl $(VENV)/bin/vgps demo --out out/demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/critic_latency.py
+
+clean-venv:
+	rm -rf $(VENV)

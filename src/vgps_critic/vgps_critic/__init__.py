@@ -1,0 +1,34 @@
+"""vgps_critic: the V-GPS Q-function (FiLM ResNet), encode-once scoring and selection.
+
+Usage:
+    import vgps_critic
+    critic = vgps_critic.load("models/sim_critic")
+    q = critic.score(image, "put carrot on plate", actions)   # (K,) for (K, 7) actions
+    choice = vgps_critic.select(q, beta=0.0)
+"""
+
+from vgps_critic.checkpoint import CheckpointError, CriticCard, load_checkpoint, save_checkpoint
+from vgps_critic.config import PRESETS, ActionSpace, CriticConfig
+from vgps_critic.critic import Critic, load
+from vgps_critic.language import LanguageEncoder, LanguageEncoderError, get_encoder
+from vgps_critic.selection import Selection, select, softmax_probabilities
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "ActionSpace",
+    "CheckpointError",
+    "Critic",
+    "CriticCard",
+    "CriticConfig",
+    "LanguageEncoder",
+    "LanguageEncoderError",
+    "Selection",
+    "get_encoder",
+    "load",
+    "load_checkpoint",
+    "save_checkpoint",
+    "select",
+    "softmax_probabilities",
+]

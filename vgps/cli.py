@@ -1,0 +1,31 @@
+"""The ``vgps`` command. Each subcommand parses its arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vgps import __version__, critic_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vgps", description="Value-Guided Policy Steering for ROS 2 and the WidowX 250.")
+    parser.add_argument("--version", action="version", version=f"vgps {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    critic_cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
+        # Library errors carry a message meant for the user; no traceback for them.
+        print(f"vgps: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

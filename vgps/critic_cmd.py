@@ -1,0 +1,93 @@
+"""``vgps critic ...``: inspect, create and import critic checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    critic = subparsers.add_parser("critic", help="inspect, create and import critic checkpoints")
+    sub = critic.add_subparsers(dest="critic_command", required=True)
+
+    imp = sub.add_parser(
+        "import-vgps", help="convert a checkpoint written by the paper's V-GPS code",
+        description="Convert a V-GPS release checkpoint (flax msgpack of the whole agent) into a "
+                    "vgps critic checkpoint (card + orbax params) of its target critic.")
+    imp.add_argument("src", help="checkpoint file, checkpoint_<step> directory, or its parent")
+    imp.add_argument("--out", required=True, help="destination checkpoint directory")
+    imp.add_argument("--action-bounds", required=True, metavar="SPEC",
+                     help="per-dimension bounds the critic was trained with: 'bridge', "
+                          "'fractal', 'identity' (callers pass actions already in [-1, 1]), or "
+                          'JSON {"min": [...], "max": [...]} inline or in a file')
+    imp.add_argument("--image-size", type=int, default=256,
+                     help="image size the critic was trained on (the release: 256)")
+    imp.add_argument("--params", choices=("target", "online"), default="target",
+                     help="which critic parameters to export (deployment uses target)")
+    imp.add_argument("--name", default=None, help="critic name recorded in the card")
+    imp.add_argument("--force", action="store_true", help="replace --out if it exists")
+    imp.set_defaults(func=_import_vgps)
+
+    info = sub.add_parser("info", help="print a checkpoint's card after validating it")
+    info.add_argument("path")
+    info.add_argument("--no-verify", action="store_true", help="skip the parameter hash check")
+    info.set_defaults(func=_info)
+
+    init = sub.add_parser("init", help="write a randomly initialised critic (tests, benchmarks)")
+    init.add_argument("--config", default="sim", help="architecture preset: paper | sim | tiny")
+    init.add_argument("--language-encoder", default=None,
+                      help="encoder name (default: muse for 512-d presets, else minilm-l6-v2)")
+    init.add_argument("--action-bounds", default="bridge")
+    init.add_argument("--seed", type=int, default=0)
+    init.add_argument("--out", required=True)
+    init.add_argument("--force", action="store_true")
+    init.set_defaults(func=_init)
+
+
+def _import_vgps(args: argparse.Namespace) -> int:
+    from vgps_critic.import_vgps import import_vgps, parse_action_bounds
+
+    card = import_vgps(args.src, args.out, parse_action_bounds(args.action_bounds),
+                       image_size=args.image_size, which=args.params, name=args.name,
+                       overwrite=args.force)
+    cfg = card.config
+    print(f"wrote {args.out}: {card.critic_id}, {card.param_count:,} parameters, stages "
+          f"{list(cfg.stage_sizes)} x {cfg.num_filters} filters, {cfg.ensemble_size} members, "
+          f"language {card.language_encoder} ({cfg.language_dim}-d), image "
+          f"{cfg.image_size[0]}x{cfg.image_size[1]}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from vgps_critic.checkpoint import load_checkpoint
+
+    card, _ = load_checkpoint(args.path, verify=not args.no_verify)
+    json.dump(card.to_json(), sys.stdout, indent=2)
+    print()
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import jax
+
+    from vgps_critic.checkpoint import CriticCard, save_checkpoint
+    from vgps_critic.config import PRESETS, ActionSpace
+    from vgps_critic.language import ENCODER_DIMS
+    from vgps_critic.model import init_params
+
+    if args.config not in PRESETS:
+        raise ValueError(f"unknown --config {args.config!r}; choose from {sorted(PRESETS)}")
+    cfg = PRESETS[args.config]
+    encoder = args.language_encoder or ("muse" if cfg.language_dim == 512 else "minilm-l6-v2")
+    if encoder in ENCODER_DIMS:
+        cfg = dataclasses.replace(cfg, language_dim=ENCODER_DIMS[encoder])
+    card = CriticCard(config=cfg, action_space=ActionSpace.named(args.action_bounds),
+                      language_encoder=encoder, name=f"random-{args.config}",
+                      training={"algorithm": "none (random initialisation)", "seed": args.seed})
+    card = save_checkpoint(args.out, card, init_params(cfg, jax.random.key(args.seed)),
+                           overwrite=args.force)
+    print(f"wrote {args.out}: {card.critic_id}, {card.param_count:,} parameters")
+    return 0
