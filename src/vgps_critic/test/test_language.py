@@ -1,0 +1,113 @@
+"""Language encoders: the real offline MiniLM, MUSE through its documented TF-Hub interface."""
+
+from __future__ import annotations
+
+import builtins
+import sys
+
+import numpy as np
+import pytest
+
+from vgps_critic.language import (
+    ENCODER_DIMS,
+    LanguageEncoderError,
+    MiniLMEncoder,
+    MuseEncoder,
+    available_encoders,
+    get_encoder,
+)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return get_encoder("minilm-l6-v2")
+
+
+def test_minilm_is_a_real_sentence_encoder(minilm):
+    carrot = minilm.encode("put carrot on plate")
+    assert carrot.shape == (384,) and carrot.dtype == np.float32
+    assert np.linalg.norm(carrot) == pytest.approx(1.0, abs=1e-5)
+    paraphrase = minilm.encode("place the carrot onto the plate")
+    other = minilm.encode("stack the green block on the yellow block")
+    # paraphrases are much closer to each other than to a different task
+    assert float(carrot @ paraphrase) > float(carrot @ other) + 0.3
+
+
+def test_embeddings_are_cached_per_instruction(minilm):
+    a = minilm.encode("put the spoon on the towel")
+    size = minilm.cache_size()
+    b = minilm.encode("  put the spoon on the towel ")
+    assert a is b and minilm.cache_size() == size
+    minilm.encode("put the spoon on the towel, please")
+    assert minilm.cache_size() == size + 1
+    with pytest.raises(ValueError, match="read-only"):
+        a[0] = 1.0
+
+
+def test_registry_knows_both_encoders():
+    assert {"minilm-l6-v2", "muse"} <= set(available_encoders())
+    assert ENCODER_DIMS == {"minilm-l6-v2": 384, "muse": 512} | {
+        k: v for k, v in ENCODER_DIMS.items() if k not in ("minilm-l6-v2", "muse")}
+    with pytest.raises(LanguageEncoderError, match="unknown language encoder 'bert'"):
+        get_encoder("bert")
+
+
+class FakeTensor:
+    def __init__(self, value):
+        self._value = value
+
+    def numpy(self):
+        return self._value
+
+
+def test_muse_follows_the_tfhub_interface():
+    """hub.load(handle) returns a callable taking a batch of strings -> (N, 512) tensor."""
+    calls = []
+
+    def loader(handle):
+        calls.append(handle)
+
+        def model(texts):
+            assert isinstance(texts, list) and all(isinstance(t, str) for t in texts)
+            out = np.zeros((len(texts), 512), np.float32)
+            out[:, : len(texts[0])] = 1.0
+            return FakeTensor(out)
+
+        return model
+
+    enc = MuseEncoder(handle="/models/muse3", loader=loader)
+    vec = enc.encode("put eggplant into yellow basket")
+    assert calls == ["/models/muse3"] and vec.shape == (512,) and vec[:31].sum() == 31
+
+
+def test_muse_rejects_a_model_with_the_wrong_output():
+    enc = MuseEncoder(handle="x", loader=lambda h: (lambda texts: np.zeros((1, 128))))
+    with pytest.raises(LanguageEncoderError, match=r"expected finite \(512,\)"):
+        enc.encode("put carrot on plate")
+
+
+def test_muse_without_tensorflow_says_how_to_install(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_tf(name, *args, **kwargs):
+        if name.startswith(("tensorflow_hub", "tensorflow_text")):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tf)
+    monkeypatch.delitem(sys.modules, "tensorflow_hub", raising=False)
+    with pytest.raises(LanguageEncoderError, match="pip install .*tensorflow-hub"):
+        MuseEncoder()
+
+
+def test_muse_download_failure_is_explained():
+    def loader(handle):
+        raise OSError("name resolution failed")
+
+    with pytest.raises(LanguageEncoderError, match="VGPS_MUSE_PATH"):
+        MuseEncoder(loader=loader)
+
+
+def test_minilm_missing_model_dir(tmp_path):
+    with pytest.raises(LanguageEncoderError, match="config.json missing"):
+        MiniLMEncoder(model_dir=tmp_path)
