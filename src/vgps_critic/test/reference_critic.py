@@ -1,8 +1,8 @@
 """Independent float64 numpy reference of the V-GPS critic forward pass (test oracle).
 
-Written only from the project's fact sheet on the released V-GPS checkpoint (§3 parameter tree, §4 forward
-pass, §5 ``get_q_values``). It deliberately uses no jax/flax and shares no code with the package
-under test, so that agreement between the two is evidence rather than tautology.
+Written only from the project's fact sheet on the released V-GPS checkpoint (§3 parameter tree,
+§4 forward pass, §5 ``get_q_values``). It deliberately uses no jax/flax and shares no code with
+the package under test, so that agreement between the two is evidence rather than tautology.
 
 Parameter layout (the release layout *under* ``modules_critic``)::
 

@@ -1,7 +1,7 @@
-"""Writers (and a small reader) of V-GPS agent checkpoints in the layout the official code produces.
+"""Writers (and a small reader) of V-GPS agent checkpoints in the official code's layout.
 
-Written from the project's fact sheet on the released V-GPS checkpoint §1-§2 with plain ``msgpack`` (no
-flax/orbax), as an independent test fixture for importers.
+Written from the project's fact sheet on the released V-GPS checkpoint §1-§2 with plain
+``msgpack`` (no flax/orbax), as an independent test fixture for importers.
 
 Encoding: maps with string keys, lists, nil; every array (0-d ones included) is msgpack **ext
 type 1** whose payload is ``msgpack.packb([shape, dtype_name, raw C-order little-endian bytes])``.
@@ -151,7 +151,10 @@ def orbax_encoded(tree: dict) -> dict:
 
 
 def legacy_encoded(tree: dict) -> dict:
-    """The tree exactly as :func:`write_legacy_file` stores it (``{"0": {"0": adam, "1": {}}}``)."""
+    """The tree exactly as :func:`write_legacy_file` stores it.
+
+    Inner states are ``{"0": {"0": adam, "1": {}}}``.
+    """
     return _wrap_inner_states(tree, "legacy")
 
 

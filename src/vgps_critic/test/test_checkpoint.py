@@ -133,7 +133,7 @@ def test_broken_checkpoints_give_a_clear_error(breakage, small_checkpoint, tmp_p
 def test_file_instead_of_directory(tmp_path):
     path = tmp_path / "critic.msgpack"
     path.write_bytes(b"\x81\xa5state\x80")
-    with pytest.raises(CheckpointError, match="is a file.*import-vgps"):
+    with pytest.raises(CheckpointError, match=r"is a file.*import-vgps"):
         vgps_critic.load(path)
 
 

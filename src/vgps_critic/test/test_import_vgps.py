@@ -101,7 +101,7 @@ def test_action_bound_specs(spec, low0):
 
 
 def test_bad_action_bounds_spec():
-    with pytest.raises(ValueError, match="bridge.*identity"):
+    with pytest.raises(ValueError, match=r"bridge.*identity"):
         parse_action_bounds('{"lo": [1]}')
 
 

@@ -46,8 +46,8 @@ def test_embeddings_are_cached_per_instruction(minilm):
 
 def test_registry_knows_both_encoders():
     assert {"minilm-l6-v2", "muse"} <= set(available_encoders())
-    assert ENCODER_DIMS == {"minilm-l6-v2": 384, "muse": 512} | {
-        k: v for k, v in ENCODER_DIMS.items() if k not in ("minilm-l6-v2", "muse")}
+    assert {"minilm-l6-v2": 384, "muse": 512} | {
+        k: v for k, v in ENCODER_DIMS.items() if k not in ("minilm-l6-v2", "muse")} == ENCODER_DIMS
     with pytest.raises(LanguageEncoderError, match="unknown language encoder 'bert'"):
         get_encoder("bert")
 
@@ -96,7 +96,7 @@ def test_muse_without_tensorflow_says_how_to_install(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_tf)
     monkeypatch.delitem(sys.modules, "tensorflow_hub", raising=False)
-    with pytest.raises(LanguageEncoderError, match="pip install .*tensorflow-hub"):
+    with pytest.raises(LanguageEncoderError, match=r"pip install .*tensorflow-hub"):
         MuseEncoder()
 
 
@@ -109,5 +109,5 @@ def test_muse_download_failure_is_explained():
 
 
 def test_minilm_missing_model_dir(tmp_path):
-    with pytest.raises(LanguageEncoderError, match="config.json missing"):
+    with pytest.raises(LanguageEncoderError, match=r"config\.json missing"):
         MiniLMEncoder(model_dir=tmp_path)

@@ -212,7 +212,7 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[Criti
         import orbax.checkpoint as ocp
 
         params = ocp.PyTreeCheckpointer().restore(params_dir)
-    except Exception as exc:  # noqa: BLE001  (orbax/tensorstore raise many types)
+    except Exception as exc:
         raise CheckpointError(
             f"cannot read parameters in {params_dir} (corrupt or truncated): "
             f"{type(exc).__name__}: {str(exc)[:300]}") from exc
@@ -234,7 +234,7 @@ def _check_tree(params: dict, config: CriticConfig) -> None:
     try:
         got = {jax.tree_util.keystr(p): (tuple(np.shape(x)), np.asarray(x).dtype)
                for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise CheckpointError(f"parameters are not a tree of arrays: {exc}") from exc
     missing = sorted(set(expected) - set(got))
     extra = sorted(set(got) - set(expected))

@@ -135,7 +135,8 @@ class ActionSpace:
             raise _err(name, "low/high", (self.low, self.high), "bounds must be finite")
         bad = [n for n, lo, hi in zip(self.names, self.low, self.high) if not hi > lo]
         if bad:
-            raise _err(name, "high", self.high, f"must exceed low in every dimension; not in {bad}")
+            raise _err(name, "high", self.high,
+                       f"must exceed low in every dimension; not in {bad}")
 
     @property
     def dim(self) -> int:
@@ -145,13 +146,15 @@ class ActionSpace:
     def named(cls, preset: str) -> ActionSpace:
         """``bridge``, ``fractal`` or ``identity`` (actions already in [-1, 1])."""
         if preset not in NAMED_BOUNDS:
-            raise ValueError(f"unknown action bounds {preset!r}; choose from {sorted(NAMED_BOUNDS)}")
+            raise ValueError(
+                f"unknown action bounds {preset!r}; choose from {sorted(NAMED_BOUNDS)}")
         low, high = NAMED_BOUNDS[preset]
         return cls(low=low, high=high)
 
     @classmethod
     def from_bounds(cls, low: Sequence[float], high: Sequence[float]) -> ActionSpace:
-        names = BRIDGE_ACTION_NAMES if len(low) == 7 else tuple(f"a{i}" for i in range(len(low)))
+        names = (BRIDGE_ACTION_NAMES if len(low) == 7
+                 else tuple(f"a{i}" for i in range(len(low))))
         return cls(low=tuple(low), high=tuple(high), names=names)
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:

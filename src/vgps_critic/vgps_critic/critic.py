@@ -63,7 +63,7 @@ class Critic:
 
         def repeat_k(params: Any, image: jax.Array, language: jax.Array,
                      actions: jax.Array) -> jax.Array:
-            images = jnp.broadcast_to(image[None], (actions.shape[0],) + image.shape)
+            images = jnp.broadcast_to(image[None], (actions.shape[0], *image.shape))
             return reduce(net.apply({"params": params}, images, language[None],
                                     normalize(actions)), axis=0)
 

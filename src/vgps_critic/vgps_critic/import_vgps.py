@@ -175,12 +175,13 @@ def import_vgps(src: str | os.PathLike, out: str | os.PathLike, action_space: Ac
                               f"have {action_space.dim} dims")
     params = _as_float32_dicts(params)
     step = agent["state"].get("step")
+    origin = path.parent.name if path.name == "checkpoint" else path.name
     card = CriticCard(
         config=config, action_space=action_space, language_encoder="muse",
-        name=name or f"vgps-release-{path.parent.name if path.name == 'checkpoint' else path.name}",
+        name=name or f"vgps-release-{origin}",
         reward={"scheme": "last 3 steps of successful episodes 0, else -1", "discount": 0.98},
         data={"source": "V-GPS public release (Cal-QL on Bridge + Fractal)",
-              "imported_from": path.name if path.name != "checkpoint" else path.parent.name},
+              "imported_from": origin},
         training={"algorithm": "cal-ql", "parameters": which,
                   "steps": int(np.asarray(step)) if step is not None else None},
     )

@@ -95,7 +95,8 @@ class MiniLMEncoder(LanguageEncoder):
             ) from exc
         path = Path(model_dir) if model_dir else _minilm_dir()
         if not (path / "config.json").is_file():
-            raise LanguageEncoderError(f"no all-MiniLM-L6-v2 model at {path} (config.json missing)")
+            raise LanguageEncoderError(
+                f"no all-MiniLM-L6-v2 model at {path} (config.json missing)")
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
@@ -138,7 +139,7 @@ class MuseEncoder(LanguageEncoder):
             loader = tensorflow_hub.load
         try:
             self._model = loader(handle)
-        except Exception as exc:  # noqa: BLE001  (TF-Hub raises many unrelated types)
+        except Exception as exc:
             raise LanguageEncoderError(
                 f"could not load MUSE from {handle!r} ({type(exc).__name__}: {exc}); without "
                 f"network access download it elsewhere and set VGPS_MUSE_PATH") from exc
