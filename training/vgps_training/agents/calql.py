@@ -1,0 +1,222 @@
+"""Cal-QL (and plain CQL): the V-GPS critic-training agent.
+
+One jitted ``update(state, batch, key) -> (state, metrics)``. The image of every state is
+encoded once per step and reused for all the actions the regulariser evaluates (dataset action,
+uniform actions, policy actions at s and at s'); the actor is a tanh-Gaussian head on the
+critic's (stop-gradient) features and is never deployed.
+
+Batch (every array has the global batch B on axis 0; actions are critic-normalised to [-1, 1]):
+    image, next_image   uint8 (B, H, W, 3)
+    language            float32 (B, L)
+    action              float32 (B, A)
+    reward, mask        float32 (B,)     mask = 0 where s' is terminal
+    mc_return           float32 (B,)     Monte-Carlo return (Cal-QL's lower bound)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vgps_critic.config import CriticConfig
+from vgps_critic.model import QNetwork, init_params
+from vgps_training.agents import losses
+from vgps_training.agents.actor import TanhGaussianActor, sample_tanh_gaussian
+
+
+@dataclasses.dataclass(frozen=True)
+class CalQLConfig:
+    """Hyperparameters; defaults are the paper's (Appendix B and its public config)."""
+
+    discount: float = 0.98
+    cql_alpha: float = 5.0  # weight of the conservative regulariser
+    calql: bool = True  # clip policy-action Q from below by the MC return (False: plain CQL)
+    cql_n_actions: int = 4  # uniform, pi(s) and pi(s') samples per state, each
+    cql_temperature: float = 1.0
+    max_target_backup: bool = True  # TD target: max over cql_n_actions samples of pi(s')
+    critic_lr: float = 3e-4
+    actor_lr: float = 1e-4
+    temperature_lr: float = 3e-4
+    warmup_steps: int = 2000  # linear learning-rate warm-up
+    target_update_rate: float = 0.005  # Polyak rate
+    actor_hidden: tuple[int, ...] = (256, 256)
+    init_temperature: float = 1.0
+    target_entropy: float | None = None  # default -action_dim
+    # Encode each state's image once and reuse it for every action the regulariser scores.
+    # False re-encodes the image for every action, as a repeat-the-image design would (slow;
+    # kept to measure the saving and to prove both give the same loss).
+    share_encoding: bool = True
+
+    def __post_init__(self) -> None:
+        checks = {
+            "discount": 0.0 <= self.discount < 1.0,
+            "cql_alpha": self.cql_alpha >= 0.0,
+            "cql_n_actions": self.cql_n_actions >= 1,
+            "cql_temperature": self.cql_temperature > 0.0,
+            "critic_lr": self.critic_lr > 0.0,
+            "actor_lr": self.actor_lr > 0.0,
+            "temperature_lr": self.temperature_lr > 0.0,
+            "warmup_steps": self.warmup_steps >= 0,
+            "target_update_rate": 0.0 < self.target_update_rate <= 1.0,
+            "init_temperature": self.init_temperature > 0.0,
+        }
+        for field, ok in checks.items():
+            if not ok:
+                raise ValueError(f"CalQLConfig.{field}={getattr(self, field)!r} is out of range")
+        object.__setattr__(self, "actor_hidden", tuple(self.actor_hidden))
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: dict  # {"critic", "actor", "log_alpha"}
+    target_critic: dict
+    opt_state: dict
+
+
+def _optimizer(lr: float, warmup: int) -> optax.GradientTransformation:
+    schedule = optax.linear_schedule(0.0, lr, warmup) if warmup else lr
+    return optax.adam(schedule)
+
+
+class CalQLAgent:
+    """Builds the networks and optimisers; ``init`` and ``update`` are pure and jittable."""
+
+    def __init__(self, critic_config: CriticConfig, config: CalQLConfig | None = None) -> None:
+        self.critic_config = critic_config
+        self.config = config or CalQLConfig()
+        self.critic = QNetwork(critic_config)
+        self.actor = TanhGaussianActor(critic_config.action_dim, self.config.actor_hidden)
+        cfg = self.config
+        self.optimizers = {
+            "critic": _optimizer(cfg.critic_lr, cfg.warmup_steps),
+            "actor": _optimizer(cfg.actor_lr, cfg.warmup_steps),
+            "log_alpha": _optimizer(cfg.temperature_lr, cfg.warmup_steps),
+        }
+        self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
+                               else -float(critic_config.action_dim))
+
+    def init(self, key: jax.Array) -> TrainState:
+        k_critic, k_actor = jax.random.split(key)
+        critic = init_params(self.critic_config, k_critic)
+        features = jnp.zeros((1, self.critic_config.feature_dim), jnp.float32)
+        params = {
+            "critic": critic,
+            "actor": self.actor.init(k_actor, features)["params"],
+            "log_alpha": jnp.log(jnp.asarray(self.config.init_temperature, jnp.float32)),
+        }
+        opt_state = {name: opt.init(params[name]) for name, opt in self.optimizers.items()}
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          target_critic=jax.tree_util.tree_map(jnp.array, critic),
+                          opt_state=opt_state)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _encode(self, critic_params: dict, images: jax.Array, language: jax.Array) -> jax.Array:
+        return self.critic.apply({"params": critic_params}, images, language, method="encode")
+
+    def _q(self, critic_params: dict, features: jax.Array, actions: jax.Array) -> jax.Array:
+        """features (B, D), actions (B, N, A) -> Q (E, B, N), one encoder pass for all N."""
+        b, n, a = actions.shape
+        flat_features = jnp.repeat(features, n, axis=0)
+        q = self.critic.apply({"params": critic_params}, flat_features,
+                              actions.reshape(b * n, a), method="q_from_features")
+        return q.reshape(q.shape[0], b, n)
+
+    def _q_reencoded(self, critic_params: dict, batch: dict[str, jax.Array],
+                     actions: jax.Array) -> jax.Array:
+        """Like ``_q`` but runs the encoder again for every action: (E, B, N)."""
+        b, n, a = actions.shape
+        images = jnp.repeat(batch["image"], n, axis=0)
+        language = jnp.repeat(batch["language"], n, axis=0)
+        q = self.critic.apply({"params": critic_params}, images, language,
+                              actions.reshape(b * n, a))
+        return q.reshape(q.shape[0], b, n)
+
+    def _policy(self, actor_params: dict, features: jax.Array, key: jax.Array, n: int):
+        mean, log_std = self.actor.apply({"params": actor_params},
+                                         jax.lax.stop_gradient(features))
+        return sample_tanh_gaussian(mean, log_std, key, n)
+
+    # -- losses ---------------------------------------------------------------------------------
+    def critic_loss(self, critic_params: dict, state: TrainState, batch: dict[str, jax.Array],
+                    key: jax.Array) -> tuple[jax.Array, dict]:
+        cfg = self.config
+        n, a = cfg.cql_n_actions, self.critic_config.action_dim
+        k_next, k_rand, k_pi, k_next_pi = jax.random.split(key, 4)
+        actor = state.params["actor"]
+        features = self._encode(critic_params, batch["image"], batch["language"])
+        next_features = jax.lax.stop_gradient(
+            self._encode(critic_params, batch["next_image"], batch["language"]))
+        target_next = self._encode(state.target_critic, batch["next_image"], batch["language"])
+
+        # TD target from the target critic at pi(s') (max over samples if max_target_backup)
+        n_backup = n if cfg.max_target_backup else 1
+        next_actions, _ = self._policy(actor, next_features, k_next, n_backup)
+        next_q = self._q(state.target_critic, target_next, next_actions).min(axis=0).max(axis=-1)
+        target = losses.td_target(batch["reward"], batch["mask"], next_q, cfg.discount)
+
+        q_data = self._q(critic_params, features, batch["action"][:, None])[..., 0]  # (E, B)
+        td = losses.td_loss(q_data, target)
+
+        b = q_data.shape[1]
+        random_actions = jax.random.uniform(k_rand, (b, n, a), minval=-1.0, maxval=1.0)
+        pi_actions, pi_logp = self._policy(actor, features, k_pi, n)
+        next_pi_actions, next_pi_logp = self._policy(actor, next_features, k_next_pi, n)
+        all_actions = jax.lax.stop_gradient(
+            jnp.concatenate([random_actions, pi_actions, next_pi_actions], axis=1))
+        if cfg.share_encoding:
+            q_all = self._q(critic_params, features, all_actions)  # (E, B, 3N)
+        else:
+            q_all = self._q_reencoded(critic_params, batch, all_actions)
+        cql, cql_metrics = losses.cql_regularizer(
+            q_data, q_all[..., :n], q_all[..., n:2 * n], pi_logp, q_all[..., 2 * n:],
+            next_pi_logp, batch["mc_return"] if cfg.calql else None, a, cfg.cql_temperature)
+        loss = td + cfg.cql_alpha * cql
+        metrics = {"critic_loss": loss, "td_loss": td, "cql_loss": cql,
+                   "q_data": q_data.mean(), "td_target": target.mean(), **cql_metrics}
+        return loss, metrics
+
+    def actor_loss(self, actor_params: dict, state: TrainState, batch: dict[str, jax.Array],
+                   key: jax.Array) -> tuple[jax.Array, dict]:
+        critic = jax.lax.stop_gradient(state.params["critic"])
+        features = jax.lax.stop_gradient(
+            self._encode(critic, batch["image"], batch["language"]))
+        actions, logp = self._policy(actor_params, features, key, 1)
+        q = self._q(critic, features, actions).min(axis=0)[:, 0]
+        alpha = jnp.exp(jax.lax.stop_gradient(state.params["log_alpha"]))
+        loss = jnp.mean(alpha * logp[:, 0] - q)
+        return loss, {"actor_loss": loss, "entropy": -logp.mean(), "alpha": alpha,
+                      "_logp": logp[:, 0]}
+
+    # -- the update -------------------------------------------------------------------------------
+    def update(self, state: TrainState, batch: dict[str, Any],
+               key: jax.Array) -> tuple[TrainState, dict]:
+        k_critic, k_actor = jax.random.split(jax.random.fold_in(key, state.step))
+        (_, c_metrics), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.params["critic"], state, batch, k_critic)
+        (_, a_metrics), a_grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
+            state.params["actor"], state, batch, k_actor)
+        logp = a_metrics.pop("_logp")
+        t_loss, t_grad = jax.value_and_grad(losses.temperature_loss)(
+            state.params["log_alpha"], logp, self.target_entropy)
+        grads = {"critic": c_grads, "actor": a_grads, "log_alpha": t_grad}
+        params, opt_state = {}, {}
+        for name, opt in self.optimizers.items():
+            updates, opt_state[name] = opt.update(grads[name], state.opt_state[name],
+                                                  state.params[name])
+            params[name] = optax.apply_updates(state.params[name], updates)
+        target = losses.polyak(state.target_critic, params["critic"],
+                               self.config.target_update_rate)
+        metrics = {**c_metrics, **a_metrics, "temperature_loss": t_loss,
+                   "critic_grad_norm": optax.global_norm(c_grads)}
+        return TrainState(step=state.step + 1, params=params, target_critic=target,
+                          opt_state=opt_state), metrics
+
+    def deployable_params(self, state: TrainState) -> dict:
+        """The parameters V-GPS deploys: the target critic (as the paper's code does)."""
+        return state.target_critic
