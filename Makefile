@@ -13,12 +13,15 @@ PKGS := -e src/vgps_critic -e src/vgps_policy_bridge -e src/vgps_widowx -e train
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml src/*/pyproject.toml training/pyproject.toml Makefile
+$(STAMP): pyproject.toml src/*/pyproject.toml training/pyproject.toml Makefile \
+		scripts/build_interfaces.sh src/vgps_interfaces/CMakeLists.txt src/vgps_interfaces/msg/*
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# CPU build of torch first (sentence-transformers needs it; an unpinned torch pulls CUDA).
 	$(PIP) install --quiet "torch==2.13.0"
 	$(PIP) install --quiet $(PKGS) -e ".[ros-wheels,sim,dev]"
+	# ROS 2 messages (ament_cmake + rosidl) built against the Kilted wheels into the venv.
+	bash scripts/build_interfaces.sh $(VENV)
 	@touch $(STAMP)
 
 lint: $(STAMP)
