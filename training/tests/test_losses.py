@@ -105,3 +105,31 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables():
     gauss = -0.5 * ((pre - np.asarray(mean[0])) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)
     want = (gauss - np.log(1 - np.tanh(pre) ** 2)).sum(-1)
     np.testing.assert_allclose(np.asarray(logp[0]), want, rtol=1e-4, atol=1e-4)
+
+
+def test_paper_config_calql_step_with_a_tiny_batch():
+    """One Cal-QL update of the paper's critic (ResNet-34 FiLM, 256x256, 512-d) on 2 states."""
+    import jax
+
+    from vgps_critic.config import PRESETS
+    from vgps_critic.model import count_params
+    from vgps_training.agents import CalQLAgent, CalQLConfig
+
+    rng = np.random.default_rng(0)
+    b = 2
+    batch = dict(
+        image=rng.integers(0, 256, (b, 256, 256, 3), dtype=np.uint8),
+        next_image=rng.integers(0, 256, (b, 256, 256, 3), dtype=np.uint8),
+        language=rng.normal(size=(b, 512)).astype(np.float32),
+        action=rng.uniform(-1, 1, (b, 7)).astype(np.float32),
+        reward=np.array([-1.0, 0.0], np.float32), mask=np.array([1.0, 0.0], np.float32),
+        mc_return=np.array([-3.0, 0.0], np.float32))
+    agent = CalQLAgent(PRESETS["paper"], CalQLConfig(cql_n_actions=2, warmup_steps=0))
+    state = agent.init(jax.random.key(0))
+    assert count_params(state.params["critic"]) == 25_563_201
+    new_state, metrics = jax.jit(agent.update)(state, batch, jax.random.key(1))
+    assert int(new_state.step) == 1
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    moved = jax.tree_util.tree_map(lambda a, c: float(jnp.abs(a - c).max()),
+                                   new_state.params["critic"], state.params["critic"])
+    assert max(jax.tree_util.tree_leaves(moved)) > 0

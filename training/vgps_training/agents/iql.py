@@ -81,8 +81,9 @@ class IQLAgent:
         loss = losses.expectile_loss(jax.lax.stop_gradient(q) - v, self.config.expectile)
         return loss, {"value_loss": loss, "v": v.mean()}
 
-    def critic_loss(self, critic_params: dict, state: TrainState,
-                    batch: dict[str, jax.Array]) -> tuple[jax.Array, dict]:
+    def critic_loss(self, critic_params: dict, state: TrainState, batch: dict[str, jax.Array],
+                    key: jax.Array | None = None) -> tuple[jax.Array, dict]:
+        del key  # deterministic; the argument keeps the agents' signatures alike
         next_v = self.value.apply({"params": state.params["value"]}, batch["next_image"],
                                   batch["language"])
         target = losses.td_target(batch["reward"], batch["mask"], next_v, self.config.discount)

@@ -1,0 +1,88 @@
+"""``vgps-train``: train a critic, or export a run as a deployable critic checkpoint.
+
+    vgps-train --config sim --data-dir data/rlds --run-dir runs/sim
+    vgps-train --config paper --data-dir /data/oxe --run-dir runs/paper --set steps=500000
+    vgps-train export runs/sim --out models/sim_critic
+    vgps-train sim-dataset data/episodes --data-dir data/rlds     # episodes -> RLDS vgps_sim
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vgps-train", description="Train a V-GPS critic.")
+    parser.add_argument("--config", required=True, help="preset: paper | sim | debug")
+    parser.add_argument("--data-dir", required=True,
+                        help="directory holding the RLDS datasets (<name>/<version>/)")
+    parser.add_argument("--run-dir", required=True, help="checkpoints, logs; resumes if present")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a field, e.g. steps=100, "
+                        "calql.cql_alpha=1.0, data.shuffle_buffer=1000 (repeatable)")
+    parser.add_argument("--wandb", metavar="PROJECT", default=None, help="also log to W&B")
+    parser.add_argument("--no-tensorboard", action="store_true")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="save and stop at this step (the run can be resumed later)")
+    return parser
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vgps-train export",
+                                     description="Export a run's critic for deployment.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--force", action="store_true")
+    return parser
+
+
+def _sim_dataset_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vgps-train sim-dataset",
+        description="Write `vgps collect` episodes as the RLDS dataset vgps_sim.")
+    parser.add_argument("episodes_dir")
+    parser.add_argument("--data-dir", required=True, help="writes <data-dir>/vgps_sim/<version>")
+    parser.add_argument("--version", default="1.0.0")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        if argv and argv[0] == "export":
+            args = _export_parser().parse_args(argv[1:])
+            from vgps_training.export import export
+
+            card = export(args.run_dir, args.out, name=args.name, overwrite=args.force)
+            print(f"wrote {args.out}: {card.critic_id}, {card.param_count:,} parameters, "
+                  f"language {card.language_encoder}")
+            return 0
+        if argv and argv[0] == "sim-dataset":
+            args = _sim_dataset_parser().parse_args(argv[1:])
+            from vgps_training.sim_dataset import write_sim_dataset
+
+            path = write_sim_dataset(args.episodes_dir, args.data_dir, args.version)
+            print(f"wrote {path}")
+            return 0
+        args = _train_parser().parse_args(argv)
+        from vgps_training import distributed
+        from vgps_training.config import apply_overrides, preset
+        from vgps_training.trainer import train
+
+        distributed.initialize()
+        config = apply_overrides(preset(args.config, args.data_dir), args.overrides)
+        metrics = train(config, args.run_dir, tensorboard=not args.no_tensorboard,
+                        wandb_project=args.wandb, stop_after=args.stop_after)
+        print(" ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        return 0
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+        print(f"vgps-train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

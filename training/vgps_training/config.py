@@ -1,0 +1,186 @@
+"""Typed training configurations, named presets, and ``--set key=value`` overrides.
+
+Presets (``preset(name, data_dir)``):
+    paper   ResNet-34 FiLM at 256x256, Bridge + Fractal balanced by size, batch 512, Cal-QL with
+            the paper's hyperparameters, MUSE language embeddings (as the paper)
+    sim     the shipped simulation critic: small FiLM-ResNet at 64x64 on the ``vgps_sim``
+            dataset, batch 64, 10k steps, the offline MiniLM encoder
+    debug   a tiny critic on the Bridge slice for tests: 32x32, batch 8, a handful of steps
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from vgps_critic.config import PRESETS, CriticConfig
+from vgps_training.agents import CalQLConfig, IQLConfig
+from vgps_training.data.augment import AugmentConfig
+from vgps_training.data.labels import LabelConfig
+from vgps_training.data.pipeline import DataConfig, DatasetSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; written to ``<run>/config.json``."""
+
+    name: str
+    data: DataConfig
+    critic: CriticConfig
+    agent: str = "calql"  # calql | iql
+    language_encoder: str = "minilm-l6-v2"  # embeds the instructions; recorded in the card
+    deploy_dataset: str | None = None  # whose action bounds the exported card gets (None: first)
+    batch_size: int = 64  # global batch over all hosts and devices
+    steps: int = 10_000
+    log_every: int = 50
+    val_every: int = 1_000  # 0 disables validation
+    val_batches: int = 4
+    save_every: int = 1_000
+    keep_checkpoints: int = 3
+    seed: int = 0
+    calql: CalQLConfig = dataclasses.field(default_factory=CalQLConfig)
+    iql: IQLConfig = dataclasses.field(default_factory=IQLConfig)
+
+    def __post_init__(self) -> None:
+        if self.agent not in ("calql", "iql"):
+            raise ValueError(f"TrainConfig.agent={self.agent!r}: choose 'calql' or 'iql'")
+        for field in ("batch_size", "steps", "log_every", "save_every", "keep_checkpoints"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"TrainConfig.{field}={getattr(self, field)!r}: must be >= 1")
+        if self.val_every < 0 or self.val_batches < 1:
+            raise ValueError(f"TrainConfig.val_every={self.val_every!r}/val_batches="
+                             f"{self.val_batches!r}: need val_every >= 0, val_batches >= 1")
+        if abs(self.data.labels.discount - self.agent_config.discount) > 1e-12:
+            raise ValueError(f"TrainConfig: data.labels.discount={self.data.labels.discount} "
+                             f"(Monte-Carlo returns) must equal {self.agent}.discount="
+                             f"{self.agent_config.discount} (TD targets)")
+        if tuple(self.data.image_size) != tuple(self.critic.image_size):
+            raise ValueError(f"TrainConfig.data.image_size={self.data.image_size} differs from "
+                             f"critic.image_size={self.critic.image_size}")
+
+    @property
+    def agent_config(self) -> CalQLConfig | IQLConfig:
+        return self.calql if self.agent == "calql" else self.iql
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(dataclasses.asdict(self))
+
+
+def _to_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_jsonable(v) for v in value]
+    if hasattr(value, "items"):
+        return {k: _to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _dataset(data_dir: str, name: str, version: str, **kwargs: Any) -> DatasetSpec:
+    return DatasetSpec(path=os.path.join(data_dir, name, version), **kwargs)
+
+
+def preset(name: str, data_dir: str) -> TrainConfig:
+    """A named configuration reading its datasets under ``data_dir``."""
+    if name == "paper":
+        critic = PRESETS["paper"]
+        return TrainConfig(
+            name="paper", critic=critic, language_encoder="muse", batch_size=512,
+            steps=1_000_000, log_every=100, val_every=10_000, save_every=50_000,
+            data=DataConfig(
+                datasets=(_dataset(data_dir, "bridge_dataset", "1.0.0",
+                                   action_bounds="bridge"),
+                          _dataset(data_dir, "fractal20220817_data", "0.1.0",
+                                   action_bounds="fractal")),
+                image_size=critic.image_size, batch_size=512, shuffle_buffer=100_000),
+            deploy_dataset="bridge_dataset")
+    if name == "sim":
+        critic = PRESETS["sim"]
+        return TrainConfig(
+            name="sim", critic=critic, batch_size=64, steps=10_000, log_every=50,
+            val_every=1_000, save_every=500,
+            data=DataConfig(datasets=(_dataset(data_dir, "vgps_sim", "1.0.0",
+                                               action_bounds="bridge"),),
+                            image_size=critic.image_size, batch_size=64, shuffle_buffer=20_000,
+                            skip_unlabeled=False,
+                            # failed sim episodes never reach the goal: MC return -1/(1-gamma)
+                            labels=LabelConfig(failure_return="infinite_horizon")))
+    if name == "debug":
+        critic = PRESETS["tiny"]
+        return TrainConfig(
+            name="debug", critic=critic, batch_size=8, steps=4, log_every=1, val_every=2,
+            val_batches=1, save_every=2,
+            calql=CalQLConfig(warmup_steps=0, cql_n_actions=2),
+            iql=IQLConfig(warmup_steps=0),
+            data=DataConfig(datasets=(_dataset(data_dir, "bridge_dataset", "1.0.0"),),
+                            image_size=critic.image_size, batch_size=8, shuffle_buffer=64))
+    raise ValueError(f"unknown config {name!r}; choose from paper, sim, debug")
+
+
+def apply_overrides(config: Any, overrides: list[str]) -> Any:
+    """Apply ``a.b.c=value`` overrides (value parsed as JSON, else taken as a string)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r}: use key=value, e.g. steps=100 or "
+                             "calql.cql_alpha=1.0")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        config = _replace_path(config, key.strip().split("."), value, key)
+    return config
+
+
+def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
+    if not dataclasses.is_dataclass(obj):
+        raise ValueError(f"override {full!r}: {type(obj).__name__} has no fields")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    head = path[0]
+    if head not in fields:
+        raise ValueError(f"override {full!r}: {type(obj).__name__} has no field {head!r}; "
+                         f"fields: {sorted(fields)}")
+    current = getattr(obj, head)
+    if len(path) > 1:
+        return dataclasses.replace(obj, **{head: _replace_path(current, path[1:], value, full)})
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    if isinstance(current, float) and isinstance(value, int):
+        value = float(value)
+    return dataclasses.replace(obj, **{head: value})
+
+
+def with_critic(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """Change the critic architecture and keep the data image size in step with it."""
+    critic = dataclasses.replace(config.critic, **changes)
+    data = dataclasses.replace(config.data, image_size=critic.image_size)
+    return dataclasses.replace(config, critic=critic, data=data)
+
+
+def from_dict(raw: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig from ``config.json`` (the inverse of ``to_dict``)."""
+    data = dict(raw["data"])
+    data["datasets"] = tuple(DatasetSpec(**_tuplify(d)) for d in data["datasets"])
+    data["augment"] = AugmentConfig(**_tuplify(data["augment"]))
+    data["labels"] = LabelConfig(**_tuplify(data["labels"]))
+    return TrainConfig(
+        **{k: v for k, v in _tuplify(raw).items()
+           if k not in ("data", "critic", "calql", "iql")},
+        data=DataConfig(**_tuplify(data)),
+        critic=CriticConfig.from_dict(raw["critic"]),
+        calql=CalQLConfig(**_tuplify(raw["calql"])),
+        iql=IQLConfig(**_tuplify(raw["iql"])))
+
+
+def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, list):
+            return tuple(conv(x) for x in v)
+        return v
+    return {k: (v if isinstance(v, dict | DatasetSpec | AugmentConfig | LabelConfig)
+                else conv(v)) for k, v in d.items()}
+
+
+__all__ = ["TrainConfig", "apply_overrides", "from_dict", "preset", "with_critic"]

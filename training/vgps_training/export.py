@@ -1,0 +1,62 @@
+"""Export a training run's critic as a deployable vgps_critic checkpoint (card + parameters).
+
+The exported parameters are the target critic (what the paper's deployment uses); the card
+records the language encoder, the action bounds of the deployment dataset, the reward and
+discount, a summary of the data and the run's latest validation metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from vgps_critic.checkpoint import CriticCard, save_checkpoint
+from vgps_critic.config import ActionSpace
+from vgps_training.logger import read_metrics
+from vgps_training.trainer import _critic_config, build_agent, latest_state
+
+
+def export(run_dir: str | Path, out: str | Path, name: str | None = None,
+           overwrite: bool = False) -> CriticCard:
+    """Write the latest checkpoint of ``run_dir`` to ``out``; returns the card."""
+    run_dir = Path(run_dir)
+    config, state, step = latest_state(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    deploy = info["deploy_dataset"]
+    bounds = info["datasets"][deploy]["bounds"]
+    agent = build_agent(config)
+    params = jax.tree_util.tree_map(np.asarray, agent.deployable_params(state))
+    card = CriticCard(
+        config=_critic_config(config),
+        action_space=ActionSpace.from_bounds(bounds["low"], bounds["high"]),
+        language_encoder=info["language_encoder"],
+        name=name or f"{config.name}-{config.agent}-{step}",
+        reward={"scheme": f"last {config.data.labels.success_horizon} steps of successful "
+                          "episodes 0, else -1",
+                "discount": config.agent_config.discount},
+        data={"datasets": {k: {"weight": v["weight"], **_summary(v["stats"])}
+                           for k, v in info["datasets"].items()},
+              "bounds_from": deploy, "image_size": list(config.data.image_size)},
+        training={"algorithm": config.agent, "steps": int(step), "batch_size": config.batch_size,
+                  "hyperparameters": dataclasses.asdict(config.agent_config),
+                  "validation": _last_validation(run_dir)},
+    )
+    return save_checkpoint(out, card, params, overwrite=overwrite)
+
+
+def _summary(stats: dict[str, Any]) -> dict[str, Any]:
+    keys = ("num_trajectories", "num_transitions", "version")
+    return {k: stats[k] for k in keys if k in stats}
+
+
+def _last_validation(run_dir: Path) -> dict[str, float]:
+    rows = [r for r in read_metrics(run_dir) if any(k.startswith("val/") for k in r)]
+    if not rows:
+        return {}
+    return {k[4:]: v for k, v in rows[-1].items() if k.startswith("val/")} | {
+        "step": rows[-1]["step"]}
