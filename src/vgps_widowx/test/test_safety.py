@@ -1,0 +1,162 @@
+"""The shared safety filter: hand-checked clamps, workspace shrinking and rejections."""
+
+import numpy as np
+import pytest
+
+from vgps_widowx.safety import SafetyConfig, SafetyFilter
+from vgps_widowx.sim import ControlConfig
+
+INSIDE = np.array([0.25, 0.0, 0.12])  # well inside the default workspace box
+
+
+def _action(**axes):
+    names = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
+    act = np.zeros(7)
+    act[6] = 1.0
+    for name, value in axes.items():
+        act[names.index(name)] = value
+    return act
+
+
+@pytest.fixture(scope="module")
+def safety():
+    return SafetyFilter(SafetyConfig())
+
+
+def test_defaults_match_the_simulator_and_bridge_bounds():
+    cfg, sim = SafetyConfig(), ControlConfig()
+    assert cfg.workspace_low == sim.workspace_low
+    assert cfg.workspace_high == sim.workspace_high
+    assert (cfg.max_translation, cfg.max_rotation) == (0.05, 0.25)
+    np.testing.assert_array_equal(cfg.action_low, sim.action_low)
+    np.testing.assert_array_equal(cfg.action_high, sim.action_high)
+
+
+def test_in_range_action_passes_untouched(safety):
+    act = np.array([0.01, -0.02, 0.03, 0.1, -0.2, 0.05, 0.3])
+    verdict = safety.check(act, INSIDE)
+    assert verdict.ok and not verdict.clamped and verdict.reasons == ()
+    assert verdict.action.dtype == np.float32 and verdict.action.shape == (7,)
+    np.testing.assert_allclose(verdict.action, act, atol=1e-7)
+
+
+def test_float32_values_at_the_bound_are_not_clamps(safety):
+    act = np.array([0.05, -0.05, 0.05, 0.25, -0.25, 0.25, 1.0], np.float32)
+    verdict = safety.check(act, INSIDE)
+    assert verdict.ok and not verdict.clamped
+
+
+@pytest.mark.parametrize(
+    ("axis", "value", "clamped", "reason"),
+    [
+        ("dx", 0.09, 0.05, "translation_clamped: dx 0.0900 > 0.0500"),
+        ("dy", -0.07, -0.05, "translation_clamped: dy -0.0700 < -0.0500"),
+        ("dz", 0.2, 0.05, "translation_clamped: dz 0.2000 > 0.0500"),
+        ("droll", 0.4, 0.25, "rotation_clamped: droll 0.4000 > 0.2500"),
+        ("dpitch", -0.3, -0.25, "rotation_clamped: dpitch -0.3000 < -0.2500"),
+        ("dyaw", -0.9, -0.25, "rotation_clamped: dyaw -0.9000 < -0.2500"),
+        ("gripper", 1.2, 1.0, "gripper_clamped: gripper 1.2000 > 1.0000"),
+        ("gripper", -0.3, 0.0, "gripper_clamped: gripper -0.3000 < 0.0000"),
+    ],
+)
+def test_per_axis_clamps(safety, axis, value, clamped, reason):
+    verdict = safety.check(_action(**{axis: value}), INSIDE)
+    assert verdict.ok and verdict.clamped
+    assert verdict.reasons == (reason,)
+    expected = _action(**{axis: clamped})
+    np.testing.assert_allclose(verdict.action, expected, atol=1e-7)
+
+
+def test_workspace_shrinks_the_translation(safety):
+    ee = np.array([0.25, 0.0, 0.23])  # 2 cm below the 0.25 m ceiling
+    verdict = safety.check(_action(dz=0.04, dx=0.01), ee)
+    assert verdict.ok and verdict.clamped
+    np.testing.assert_allclose(verdict.action[:3], [0.01, 0.0, 0.02], atol=1e-6)
+    assert verdict.codes == ("workspace_clamped",)
+    assert (
+        "z 0.2700 > 0.2500" in verdict.reasons[0] and "dz 0.0400 -> 0.0200" in verdict.reasons[0]
+    )
+
+
+def test_step_clamp_then_workspace_clamp(safety):
+    ee = np.array([0.12, -0.19, 0.23])
+    verdict = safety.check(_action(dy=-0.09, dz=0.09), ee)
+    # dy: -0.09 -> -0.05 (step) -> -0.01 (floor at -0.20); dz: 0.09 -> 0.05 -> 0.02.
+    np.testing.assert_allclose(verdict.action[:3], [0.0, -0.01, 0.02], atol=1e-6)
+    assert verdict.codes == (
+        "translation_clamped",
+        "translation_clamped",
+        "workspace_clamped",
+        "workspace_clamped",
+    )
+    assert np.all(ee + verdict.action[:3] <= np.array(SafetyConfig().workspace_high) + 1e-6)
+
+
+def test_outside_the_box_only_moves_back_in(safety):
+    home = np.array([0.458325, 0.0, 0.36065])  # all joints 0: above and in front of the box
+    up = safety.check(_action(dz=0.03, dx=0.02), home)
+    assert up.ok and "outside_workspace" in up.codes
+    np.testing.assert_allclose(up.action[:3], [0.0, 0.0, 0.0], atol=1e-6)
+    down = safety.check(_action(dz=-0.2, dx=-0.04), home)
+    np.testing.assert_allclose(down.action[:3], [-0.04, 0.0, -0.05], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("action", "code"),
+    [
+        (np.array([np.nan, 0, 0, 0, 0, 0, 1.0]), "non_finite"),
+        (np.array([0, 0, np.inf, 0, 0, 0, 1.0]), "non_finite"),
+        (np.array([0, 0, 0, 0, 0, 0, -np.inf]), "non_finite"),
+        (np.zeros(6), "bad_shape"),
+        (np.zeros(8), "bad_shape"),
+        (np.zeros((7, 1)), "bad_shape"),
+        (np.zeros((2, 7)), "bad_shape"),
+        (0.0, "bad_shape"),
+        ("forward", "malformed"),
+        (None, "malformed"),
+        ([0, 0, 0, 0, 0, 0, None], "malformed"),
+        ([[0, 0], [0]], "malformed"),
+        (np.zeros(7, complex), "malformed"),
+        (np.ones(7, bool), "malformed"),
+        ([10**400] * 7, "malformed"),
+        (np.array([0, 0, 3.0, 0, 0, 0, 1.0]), "out_of_range"),
+        (np.array([0, 0, 0, 0, -2.5, 0, 1.0]), "out_of_range"),
+        (np.array([0, 0, 0, 0, 0, 0, 1e9]), "out_of_range"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_actions_are_rejected_without_an_action(safety, action, code):
+    verdict = safety.check(action, INSIDE)
+    assert not verdict.ok and verdict.action is None and not verdict.clamped
+    assert verdict.codes[0] == code, verdict.reasons
+    assert all(": " in reason for reason in verdict.reasons)
+
+
+@pytest.mark.parametrize("ee_pos", [np.array([0.2, np.nan, 0.1]), np.zeros(2), "here"])
+def test_bad_ee_position_rejects(safety, ee_pos):
+    verdict = safety.check(_action(dz=0.01), ee_pos)
+    assert not verdict.ok and verdict.codes == ("bad_ee_pos",)
+
+
+def test_reject_instead_of_clamp():
+    strict = SafetyFilter(SafetyConfig(reject_instead_of_clamp=True))
+    assert strict.check(_action(dz=0.01), INSIDE).ok
+    verdict = strict.check(_action(dz=0.08), INSIDE)
+    assert not verdict.ok and verdict.action is None
+    assert verdict.codes == ("translation_clamped", "clamp_rejected")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"workspace_low": (0.5, -0.2, 0.0)}, "workspace_low"),
+        ({"workspace_high": (0.4, 0.2)}, "workspace_high"),
+        ({"max_translation": 0.0}, "max_translation"),
+        ({"max_rotation": float("nan")}, "max_rotation"),
+        ({"gripper_low": 0.6, "gripper_high": 0.5}, "gripper_low"),
+        ({"max_abs_action": 0.5}, "max_abs_action"),
+    ],
+)
+def test_config_names_the_bad_field(kwargs, field):
+    with pytest.raises(ValueError, match=f"SafetyConfig.{field}="):
+        SafetyConfig(**kwargs)
