@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vgps import __version__, critic_cmd
+from vgps import __version__, critic_cmd, eval_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vgps {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     critic_cmd.add_parser(sub)
+    eval_cmd.add_parser(sub)
     return parser
 
 
