@@ -24,9 +24,10 @@ pytestmark = pytest.mark.skipif(not (DATA_DIR / "bridge_dataset" / "1.0.0").is_d
                                 reason=f"Bridge debug slice not found at {DATA_DIR}")
 
 
-def _train(run_dir: Path, *overrides: str) -> int:
-    args = ["--config", "debug", "--data-dir", str(DATA_DIR), "--run-dir", str(run_dir),
-            "--no-tensorboard"]
+def _train(run_dir: Path, *overrides: str, tensorboard: bool = False) -> int:
+    args = ["--config", "debug", "--data-dir", str(DATA_DIR), "--run-dir", str(run_dir)]
+    if not tensorboard:
+        args.append("--no-tensorboard")
     for item in overrides:
         args += ["--set", item]
     return train_main(args)
@@ -43,7 +44,8 @@ def _by_step(run_dir: Path, prefix: str = "train/") -> dict[int, dict[str, float
 
 @pytest.mark.parametrize("agent", ["calql", "iql"])
 def test_agents_train_on_the_bridge_slice_and_export(agent, tmp_path):
-    assert _train(tmp_path / "run", f"agent={agent}", "steps=3") == 0
+    assert _train(tmp_path / "run", f"agent={agent}", "steps=3", tensorboard=True) == 0
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     rows = _by_step(tmp_path / "run")
     assert sorted(rows) == [1, 2, 3]
     assert all(np.isfinite(v) for r in rows.values() for v in r.values())
