@@ -84,6 +84,19 @@ def _optimizer(lr: float, warmup: int) -> optax.GradientTransformation:
     return optax.adam(schedule)
 
 
+def apply_gradients(optimizers: dict[str, optax.GradientTransformation], state: TrainState,
+                    grads: dict, target_update_rate: float) -> TrainState:
+    """One optimiser step per parameter group, then the Polyak update of the target critic."""
+    params, opt_state = {}, {}
+    for name, opt in optimizers.items():
+        updates, opt_state[name] = opt.update(grads[name], state.opt_state[name],
+                                              state.params[name])
+        params[name] = optax.apply_updates(state.params[name], updates)
+    target = losses.polyak(state.target_critic, params["critic"], target_update_rate)
+    return TrainState(step=state.step + 1, params=params, target_critic=target,
+                      opt_state=opt_state)
+
+
 class CalQLAgent:
     """Builds the networks and optimisers; ``init`` and ``update`` are pure and jittable."""
 
@@ -205,17 +218,10 @@ class CalQLAgent:
         t_loss, t_grad = jax.value_and_grad(losses.temperature_loss)(
             state.params["log_alpha"], logp, self.target_entropy)
         grads = {"critic": c_grads, "actor": a_grads, "log_alpha": t_grad}
-        params, opt_state = {}, {}
-        for name, opt in self.optimizers.items():
-            updates, opt_state[name] = opt.update(grads[name], state.opt_state[name],
-                                                  state.params[name])
-            params[name] = optax.apply_updates(state.params[name], updates)
-        target = losses.polyak(state.target_critic, params["critic"],
-                               self.config.target_update_rate)
         metrics = {**c_metrics, **a_metrics, "temperature_loss": t_loss,
                    "critic_grad_norm": optax.global_norm(c_grads)}
-        return TrainState(step=state.step + 1, params=params, target_critic=target,
-                          opt_state=opt_state), metrics
+        return apply_gradients(self.optimizers, state, grads,
+                               self.config.target_update_rate), metrics
 
     def deployable_params(self, state: TrainState) -> dict:
         """The parameters V-GPS deploys: the target critic (as the paper's code does)."""

@@ -12,12 +12,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from vgps_critic.config import CriticConfig
 from vgps_critic.model import MLP, EncoderWrapper, QNetwork, init_params
 from vgps_training.agents import losses
-from vgps_training.agents.calql import TrainState, _optimizer
+from vgps_training.agents.calql import TrainState, _optimizer, apply_gradients
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,15 +100,8 @@ class IQLAgent:
         (_, c_metrics), c_grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
             state.params["critic"], state, batch)
         grads = {"critic": c_grads, "value": v_grads}
-        params, opt_state = {}, {}
-        for name, opt in self.optimizers.items():
-            updates, opt_state[name] = opt.update(grads[name], state.opt_state[name],
-                                                  state.params[name])
-            params[name] = optax.apply_updates(state.params[name], updates)
-        target = losses.polyak(state.target_critic, params["critic"],
-                               self.config.target_update_rate)
-        return TrainState(step=state.step + 1, params=params, target_critic=target,
-                          opt_state=opt_state), {**v_metrics, **c_metrics}
+        return (apply_gradients(self.optimizers, state, grads, self.config.target_update_rate),
+                {**v_metrics, **c_metrics})
 
     def deployable_params(self, state: TrainState) -> dict:
         return state.target_critic
