@@ -33,8 +33,19 @@ test: lint
 	# share one (the training tree never renders; its tests simulate in subprocesses).
 	$(ROS_ENV) MUJOCO_GL=egl TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q training/tests
 
+# The ROS 2 steering graph in simulation: 2 episodes, per-step Q statistics, out/demo/summary.json
+# and out/demo/episode_0.mp4. Steers with models/sim_critic when it exists, else with a random
+# critic made on the fly (a plumbing demo: its choices carry no meaning).
 demo: $(STAMP)
-	$(ROS_ENV) MUJOCO_GL=egl $(VENV)/bin/vgps demo --out out/demo
+	@critic=models/sim_critic; \
+	if [ ! -f $$critic/card.json ]; then \
+	  critic=out/demo/critic; \
+	  echo "NOTE: models/sim_critic not found - steering with a RANDOM critic ($$critic)."; \
+	  echo "      This is a plumbing demo of the ROS 2 graph; train a critic (see README)."; \
+	  test -f $$critic/card.json || $(VENV)/bin/vgps critic init --config sim --out $$critic; \
+	fi; \
+	$(ROS_ENV) MUJOCO_GL=egl $(VENV)/bin/vgps up critic:=$$critic policy:=sim robot:=sim \
+	  --task carrot_on_plate --episodes 2 --out out/demo --video
 
 bench: $(STAMP)
 	$(PY) benchmarks/critic_latency.py

@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/sim_critic}
 EPISODES=${EPISODES:-150}
-STEPS=${STEPS:-10000}
-EVAL_EPISODES=${EVAL_EPISODES:-50}
+STEPS=${STEPS:-8000}
+EVAL_EPISODES=${EVAL_EPISODES:-100}
 SEED=${SEED:-0}
 VENV=${VENV:-.venv}
 export MUJOCO_GL=${MUJOCO_GL:-egl} TF_CPP_MIN_LOG_LEVEL=2
@@ -47,4 +47,4 @@ for K in 10 50; do
   "$VENV/bin/vgps" eval --task all --episodes "$EVAL_EPISODES" --policy sim --seed 1000 \
     --critic models/sim_critic --k "$K" --beta 0 --out "$WORK/eval/k$K"
 done
-"$VENV/bin/python" benchmarks/steering_quality.py --eval-dir "$WORK/eval"
+"$VENV/bin/python" benchmarks/steering_sim.py --eval-dir "$WORK/eval"

@@ -4,6 +4,11 @@ from setuptools import setup
 
 package = "vgps_critic"
 setup(
+    # The node executables; pip reads the same list from pyproject.toml [project.scripts].
+    entry_points={"console_scripts": ["critic_node = vgps_critic.critic_node:main"]},
+    # colcon/ament_python: executables go to lib/<package>/, where ros2 run and launch_ros look.
+    options={"develop": {"script_dir": f"$base/lib/{package}"},
+             "install": {"install_scripts": f"$base/lib/{package}"}},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package}"]),
         (f"share/{package}", ["package.xml"]),

@@ -1,10 +1,10 @@
 """Steering quality: success of the simulation policy alone vs steered by a critic.
 
 Reads the ``results.json`` of ``vgps eval`` runs (``base``, ``k10``, ``k50``... under
-``--eval-dir``), which used the same seeds, and writes benchmarks/results/steering_quality.md
+``--eval-dir``), which used the same seeds, and writes benchmarks/results/steering_sim.md
 and .json: per task the success rate with its 95% Wilson interval, and the change vs base.
 
-    python benchmarks/steering_quality.py --eval-dir out/sim_critic/eval
+    python benchmarks/steering_sim.py --eval-dir out/sim_critic/eval
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     header = "| task | " + " | ".join(names) + " |"
     lines = ["# Steering quality in simulation", "",
              f"Command: `scripts/train_sim_critic.sh` (its last step: `python "
-             f"benchmarks/steering_quality.py --eval-dir {args.eval_dir}`).",
+             f"benchmarks/steering_sim.py --eval-dir {args.eval_dir}`).",
              "Success rate (95% Wilson interval) over the same seeds; `kN` = steered with the "
              "shipped critic, K = N candidates, beta = 0.", "", header,
              "|---|" + "---:|" * len(names)]
@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         rel = (mean[name] - base) / base * 100 if base else float("nan")
         lines.append(f"- {name}: {mean[name]:.3f} vs base {base:.3f} ({rel:+.1f}% relative)")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "steering_quality.md").write_text("\n".join(lines) + "\n")
-    (args.out / "steering_quality.json").write_text(json.dumps(
+    (args.out / "steering_sim.md").write_text("\n".join(lines) + "\n")
+    (args.out / "steering_sim.json").write_text(json.dumps(
         {"runs": runs, "mean_success": mean}, indent=2) + "\n")
     print("\n".join(lines))
     return 0

@@ -1,0 +1,113 @@
+"""What every node's ``main()`` and parameter/diagnostic code shares (ROS glue, no logic).
+
+* :func:`spin` - init, a ``MultiThreadedExecutor`` (inference runs in its own callback group),
+  and the shutdown that works on Jazzy and Kilted: try/finally with ``destroy_node()`` and
+  ``rclpy.try_shutdown()``, catching ``KeyboardInterrupt`` and ``ExternalShutdownException``.
+* :func:`describe` - a ``ParameterDescriptor`` with its description and range.
+* :func:`diagnostic` - one ``DiagnosticArray`` holding one ``DiagnosticStatus``.
+
+Usage::
+
+    def main(args=None):
+        spin(CriticNode, args)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+
+def spin(node_factory: Callable[[], Node], args: list[str] | None = None,
+         threads: int = 4) -> None:
+    """Builds the node and spins it on a multi-threaded executor until shutdown."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    sys.stdout.flush()
+
+
+def autostart(node: Any) -> None:
+    """Declares ``autostart``; when true, the lifecycle node configures and activates itself.
+
+    ``ros2 launch`` has no lifecycle manager here, so the launch file sets it; ``vgps up`` leaves
+    it false and drives the transitions through the lifecycle services.
+    """
+    node.declare_parameter("autostart", False, describe(
+        "configure and activate at start-up (ros2 launch); vgps up drives the transitions"))
+    if not node.get_parameter("autostart").value:
+        return
+    timers = []
+
+    def start() -> None:
+        node.destroy_timer(timers[0])
+        from rclpy.lifecycle import TransitionCallbackReturn
+
+        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+
+    timers.append(node.create_timer(0.1, start))
+
+
+def describe(description: str, *, int_range: tuple[int, int] | None = None,
+             float_range: tuple[float, float] | None = None,
+             choices: tuple[str, ...] | None = None, read_only: bool = False
+             ) -> ParameterDescriptor:
+    """A ParameterDescriptor with a description, a range or the allowed values."""
+    desc = ParameterDescriptor(description=description, read_only=read_only)
+    if int_range is not None:
+        desc.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1],
+                                           step=1)]
+    if float_range is not None:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
+                                                        to_value=float(float_range[1]),
+                                                        step=0.0)]
+    if choices:
+        desc.additional_constraints = f"one of: {', '.join(choices)}"
+    return desc
+
+
+def result(reason: str = "") -> SetParametersResult:
+    """SetParametersResult: successful when ``reason`` is empty."""
+    return SetParametersResult(successful=not reason, reason=reason)
+
+
+def diagnostic(node: Node, level: int, message: str, values: Mapping[str, Any]
+               ) -> DiagnosticArray:
+    """A DiagnosticArray with one status named after the node."""
+    status = DiagnosticStatus(level=level, name=f"vgps: {node.get_name()}", message=message,
+                              hardware_id=node.get_fully_qualified_name())
+    status.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    array = DiagnosticArray()
+    array.header.stamp = node.get_clock().now().to_msg()
+    array.status = [status]
+    return array
+
+
+def now_s(node: Node) -> float:
+    """The node's clock in seconds (same clock as the message stamps)."""
+    return node.get_clock().now().nanoseconds * 1e-9

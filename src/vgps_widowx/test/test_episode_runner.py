@@ -1,0 +1,62 @@
+"""EpisodeRunner: only a decision for the current image moves the arm, once; episodes end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vgps_widowx.arm import SimArm
+from vgps_widowx.episode_runner import EpisodeRunner, RunnerConfig
+from vgps_widowx.sim import SimEnvConfig
+
+STILL = np.array([[0, 0, 0, 0, 0, 0, 1.0]], np.float32)
+
+
+@pytest.fixture(scope="module")
+def arm():
+    sim = SimArm(SimEnvConfig(image_size=(32, 32), n_distractors=0), task="carrot_on_plate")
+    with sim:
+        yield sim
+
+
+def test_only_the_current_image_is_acted_on_once(arm):
+    runner = EpisodeRunner(arm, RunnerConfig(episodes=1, max_steps=5))
+    assert runner.accepts(1, "argmax") == (False, "no episode is running")
+    assert runner.start_episode() == "put carrot on plate"
+    runner.mark_image(100)
+    assert not runner.accepts(99, "argmax")[0]  # a decision for an older image
+    for reason in ("hold", "rejected", "estop"):
+        assert not runner.accepts(100, reason)[0]
+    assert runner.accepts(100, "fallback") == (True, "")
+    outcome = runner.execute(STILL)
+    assert (outcome.executed, outcome.event, outcome.step) == (1, "step", 1)
+    assert not runner.accepts(100, "argmax")[0]  # already acted on
+    runner.mark_image(200)
+    assert runner.accepts(200, "softmax")[0]
+
+
+def test_refused_actions_do_not_count_as_a_step(arm):
+    runner = EpisodeRunner(arm, RunnerConfig(max_steps=5))
+    runner.start_episode()
+    runner.mark_image(1)
+    outcome = runner.execute(np.array([[0, 0, np.nan, 0, 0, 0, 1.0]], np.float32))
+    assert outcome.executed == 0 and outcome.event == "" and outcome.refusals
+    assert runner.step == 0 and runner.running
+
+
+def test_the_step_budget_ends_the_episode(arm):
+    runner = EpisodeRunner(arm, RunnerConfig(episodes=2, max_steps=2))
+    runner.start_episode()
+    events = []
+    for stamp in (1, 2):
+        runner.mark_image(stamp)
+        events.append(runner.execute(STILL).event)
+    assert events == ["step", "timeout"] and not runner.running
+    assert runner.episodes_left == 1
+    runner.start_episode()
+    assert runner.episode == 1 and runner.step == 0 and runner.episodes_left == 0
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="episodes"):
+        RunnerConfig(episodes=-1)

@@ -1,0 +1,394 @@
+"""arm_driver_node: runs episodes on the arm backend and closes the blocking control loop.
+
+configure: builds the backend with ``make_arm`` (``sim``: the MuJoCo WidowX; ``interbotix``: the
+real arm, failing with the install hint when its package is missing) and connects. activate:
+starts the first episode when ``episodes`` > 0 (else waits for ``vgps/start_episode``) and
+publishes its first camera image. deactivate: stops publishing and executing (the camera is off;
+nothing moves); the episode resumes with a fresh image on the next activate.
+
+Control loop (blocking, BridgeData-style): a ``vgps/selected`` decision is executed only when its
+stamp equals the stamp of the last image published here, its reason executes (argmax, softmax,
+fallback) and that image was not acted on yet - so every step's action comes from the image taken
+after the previous action finished. Actions go through ``ArmBackend.apply`` (the shared safety
+filter). After the action the driver waits out the rest of ``control_period_s`` and publishes the
+next observation: ``vgps/sim_state`` (sim), ``joint_states``, ``camera/image_raw`` (rgb8, stamped
+now), and ``vgps/episode`` events (started, step, succeeded, timeout, failed).
+
+Recovery: when no executable decision arrives for ``republish_after_s`` (>= ``control_period_s``;
+a node died or restarted, an image was dropped) the driver publishes a fresh observation of the
+unchanged scene with a new stamp, so a recovering graph continues. It never moves without a
+decision. The real arm has no camera of its own: frames from ``camera/source`` (remap it to the
+camera driver's topic) are forwarded, the first one stamped after the action finished.
+
+Services: ``vgps/start_episode`` (next episode, aborting a running one as failed) and
+``vgps/reset`` (neutral pose) - std_srvs/Trigger.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+from vgps_critic import ros_qos
+from vgps_critic.input_guard import MessageError
+from vgps_critic.ros_runtime import autostart, describe, result, spin
+from vgps_interfaces.msg import EpisodeStatus, SelectedAction
+from vgps_widowx.episode_runner import EpisodeRunner, RunnerConfig
+from vgps_widowx.ros_conversions import (
+    episode_msg,
+    image_from_msg,
+    image_to_msg,
+    joint_state_msg,
+    selected_actions,
+    sim_state_to_msg,
+    stamp_to_ns,
+)
+
+BACKENDS = ("sim", "interbotix")
+
+
+class ArmDriverNode(LifecycleNode):
+    """The arm driver as a managed node (see the module docstring)."""
+
+    def __init__(self, name: str = "arm_driver"):
+        super().__init__(name)
+        self.declare_parameter("backend", "sim", describe(
+            "arm backend: the MuJoCo sim or the real WidowX 250 through Interbotix",
+            choices=BACKENDS))
+        self.declare_parameter("task", "carrot_on_plate", describe("sim task name"))
+        self.declare_parameter("episodes", 1, describe(
+            "episodes to run back to back after activation (0: only on vgps/start_episode)",
+            int_range=(0, 1_000_000)))
+        self.declare_parameter("seed", 0, describe("episode i uses seed + i",
+                                                   int_range=(0, 2**31 - 1)))
+        self.declare_parameter("image_size", 256, describe(
+            "rendered camera size (square, sim)", int_range=(16, 1024)))
+        self.declare_parameter("control_period_s", 0.2, describe(
+            "minimum time between observations (5 Hz blocking control)",
+            float_range=(0.0, 10.0)))
+        self.declare_parameter("republish_after_s", 1.0, describe(
+            "no executable decision for this long -> publish a fresh observation "
+            "(>= control_period_s)", float_range=(0.05, 60.0)))
+        self.declare_parameter("max_steps", 0, describe(
+            "step budget per episode (0: the sim task's own; real: 120)",
+            int_range=(0, 100_000)))
+        self.declare_parameter("instruction", "", describe(
+            "instruction to publish on vgps/instruction ('' = the sim task's own)"))
+        self.declare_parameter("camera_frame", "camera", describe(
+            "frame_id of the published camera images"))
+        self.declare_parameter("startup_timeout_s", 30.0, describe(
+            "after activation the first episode waits until policy and critic subscribe to "
+            "the camera and a selector publishes, at most this long", float_range=(0.0, 600.0)))
+        self.add_on_set_parameters_callback(self._on_set)
+        self._exec_group = MutuallyExclusiveCallbackGroup()
+        self._lock = threading.Lock()  # one motion or observation at a time
+        # The backend lives on one thread: MuJoCo's EGL context is current in one thread only.
+        self._arm_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arm")
+        self._runner: EpisodeRunner | None = None
+        self._active = False
+        self._pubs: dict = {}
+        self._subs: list = []
+        self._srvs: list = []
+        self._timer = None
+        self._last_obs = 0.0  # monotonic time of the last observation
+        self._frame: Image | None = None  # newest camera/source frame (real arm)
+        self._action_end_ns = 0
+        self._start_after: float | None = None  # first episode waits for the graph
+        autostart(self)
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _on_arm(self, fn, *args):
+        """Runs ``fn(*args)`` on the backend's thread and returns its result."""
+        return self._arm_thread.submit(fn, *args).result()
+
+    def _on_set(self, params):
+        values = {p.name: p.value for p in params}
+        period = values.get("control_period_s", self._param("control_period_s"))
+        after = values.get("republish_after_s", self._param("republish_after_s"))
+        if after < period:
+            return result(f"republish_after_s={after} must be >= control_period_s={period}")
+        if "backend" in values and self._runner is not None:
+            return result("backend is chosen at configure; cleanup first")
+        if values.get("backend", "sim") not in BACKENDS:
+            return result(f"backend must be one of {BACKENDS}")
+        return result()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        backend = self._param("backend")
+        try:
+            config = RunnerConfig(task=self._param("task"), episodes=self._param("episodes"),
+                                  seed=self._param("seed"), max_steps=self._param("max_steps"),
+                                  instruction=self._param("instruction"))
+            arm = self._on_arm(_connect_arm, backend, config, int(self._param("image_size")))
+            has_camera = self._on_arm(arm.camera_image) is not None
+        except Exception as exc:  # noqa: BLE001 - ArmUnavailableError, bad task, driver errors
+            self.get_logger().error(f"cannot configure backend={backend!r}: "
+                                    f"{type(exc).__name__}: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._runner = EpisodeRunner(arm, config)
+        pub = self.create_lifecycle_publisher
+        self._pubs = {
+            "image": pub(Image, ros_qos.CAMERA, ros_qos.SENSOR),
+            "joints": pub(JointState, ros_qos.JOINT_STATES, ros_qos.COMMAND),
+            "episode": pub(EpisodeStatus, ros_qos.EPISODE, ros_qos.COMMAND),
+            "instruction": pub(String, ros_qos.INSTRUCTION, ros_qos.LATCHED),
+        }
+        if self._runner.is_sim:
+            self._pubs["sim_state"] = pub(String, ros_qos.SIM_STATE, ros_qos.COMMAND)
+        self._subs = [self.create_subscription(SelectedAction, ros_qos.SELECTED,
+                                               self._on_selected, ros_qos.COMMAND,
+                                               callback_group=self._exec_group)]
+        if not has_camera and not self._runner.is_sim:
+            self._subs.append(self.create_subscription(Image, ros_qos.CAMERA_SOURCE,
+                                                       self._on_frame, ros_qos.SENSOR))
+        self._srvs = [
+            self.create_service(Trigger, ros_qos.START_EPISODE, self._on_start_episode,
+                                callback_group=self._exec_group),
+            self.create_service(Trigger, ros_qos.RESET_ARM, self._on_reset,
+                                callback_group=self._exec_group),
+        ]
+        self._timer = self.create_timer(0.05, self._on_timer, callback_group=self._exec_group)
+        self.get_logger().info(f"backend {backend} connected; task {config.task}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)
+        self._active = True
+        runner = self._runner
+        with self._lock:
+            if runner.running:
+                self._observe()
+            elif runner.episodes_left:
+                self._start_after = time.monotonic()  # once the graph is up, see _on_timer
+        return ret
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        self._start_after = None
+        with self._lock:  # wait for a running motion to finish
+            pass
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self._active = False
+        self._teardown()
+        self._arm_thread.shutdown(wait=True)
+        super().destroy_node()
+
+    def _teardown(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self.destroy_timer(self._timer)
+                self._timer = None
+            for sub in self._subs:
+                self.destroy_subscription(sub)
+            for srv in self._srvs:
+                self.destroy_service(srv)
+            for p in self._pubs.values():
+                self.destroy_lifecycle_publisher(p)
+            self._subs, self._srvs, self._pubs = [], [], {}
+            if self._runner is not None:
+                self._on_arm(self._runner.arm.disconnect)
+                self._runner = None
+
+    # -- control loop -----------------------------------------------------------------------------
+    def _on_selected(self, msg: SelectedAction) -> None:
+        runner = self._runner
+        if not self._active or runner is None:
+            return
+        with self._lock:
+            ok, _why = runner.accepts(stamp_to_ns(msg.header.stamp), msg.reason)
+            if not ok:
+                return
+            try:
+                actions = selected_actions(msg)
+            except MessageError as exc:
+                self.get_logger().warn(f"ignoring a malformed decision: {exc}")
+                return
+            outcome = self._on_arm(runner.execute, actions)
+            self._action_end_ns = self.get_clock().now().nanoseconds
+            if not outcome.executed:
+                self.get_logger().warn(f"step {runner.step}: nothing executed: "
+                                       f"{'; '.join(outcome.refusals)}")
+                return  # the same image stays current; republish_after_s brings a fresh one
+            self._episode_event(outcome.event, outcome.step, outcome.success)
+            if outcome.ended:
+                self.get_logger().info(f"episode {runner.episode} {outcome.event} after "
+                                       f"{outcome.step} steps")
+                if runner.episodes_left and self._active:
+                    self._wait_period()
+                    self._start_episode()
+                return
+            self._wait_period()
+            if self._active:
+                self._observe()
+
+    def _graph_ready(self) -> bool:
+        """Policy and critic listen to the camera and a selector publishes decisions."""
+        waited = time.monotonic() - self._start_after
+        listening = (self.count_subscribers(ros_qos.CAMERA) >= 2
+                     and self.count_publishers(ros_qos.SELECTED) >= 1)
+        return listening or waited > self._param("startup_timeout_s")
+
+    def _on_timer(self) -> None:
+        runner = self._runner
+        if not self._active or runner is None:
+            return
+        if self._start_after is not None and self._graph_ready():
+            self._start_after = None
+            with self._lock:
+                self._start_episode()
+            return
+        if not runner.running:
+            return
+        if time.monotonic() - self._last_obs < self._param("republish_after_s"):
+            return
+        if self._lock.acquire(blocking=False):
+            try:
+                if runner.running and self._active:
+                    self._observe()
+            finally:
+                self._lock.release()
+
+    def _wait_period(self) -> None:
+        remaining = self._last_obs + self._param("control_period_s") - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+    def _start_episode(self) -> None:
+        runner = self._runner
+        instruction = self._on_arm(runner.start_episode)
+        if instruction:
+            self._pubs["instruction"].publish(String(data=instruction))
+        self._episode_event(EpisodeStatus.EVENT_STARTED, 0, False)
+        self.get_logger().info(f"episode {runner.episode} started: {runner.config.task} "
+                               f"({instruction!r})")
+        self._observe()
+
+    def _observe(self) -> None:
+        """Publishes sim state, joints and a camera image, all stamped alike (lock held)."""
+        runner = self._runner
+        frame_id = self._param("camera_frame")
+        state, own, joints, gripper = self._on_arm(_capture, runner)
+        if own is not None:
+            stamp_ns = self.get_clock().now().nanoseconds
+            if state is not None:
+                self._pubs["sim_state"].publish(sim_state_to_msg(state, stamp_ns))
+            image = image_to_msg(own, stamp_ns, frame_id)
+        elif (frame := self._fresh_frame()) is not None:
+            stamp_ns = stamp_to_ns(frame.header.stamp)
+            image = image_to_msg(image_from_msg(frame), stamp_ns, frame_id)
+        else:
+            self.get_logger().warn("no camera frame on camera/source yet", throttle_duration_sec=5)
+            return
+        self._pubs["joints"].publish(joint_state_msg(joints, gripper, stamp_ns))
+        runner.mark_image(stamp_ns)
+        self._pubs["image"].publish(image)
+        self._last_obs = time.monotonic()
+
+    def _fresh_frame(self, wait_s: float = 0.5) -> Image | None:
+        """The newest camera/source frame taken after the last action finished (real arm)."""
+        after = self._action_end_ns
+        deadline = time.monotonic() + wait_s
+        while True:
+            frame = self._frame
+            if frame is not None and stamp_to_ns(frame.header.stamp) >= after:
+                return frame
+            if time.monotonic() > deadline:
+                return frame
+            time.sleep(0.01)
+
+    def _on_frame(self, msg: Image) -> None:
+        try:
+            image_from_msg(msg)
+        except MessageError as exc:
+            self.get_logger().warn(f"camera/source: {exc}", throttle_duration_sec=5)
+            return
+        self._frame = msg
+
+    def _episode_event(self, event: str, step: int, success: bool) -> None:
+        runner = self._runner
+        self._pubs["episode"].publish(episode_msg(
+            max(runner.episode, 0), runner.config.task, runner.instruction, step, event,
+            success, self.get_clock().now().nanoseconds))
+
+    # -- services ---------------------------------------------------------------------------------
+    def _on_start_episode(self, request, response):
+        runner = self._runner
+        if not self._active or runner is None:
+            response.success, response.message = False, "arm driver is not active"
+            return response
+        with self._lock:
+            if runner.running:
+                runner.stop()
+                self._episode_event(EpisodeStatus.EVENT_FAILED, runner.step, False)
+            self._start_episode()
+        response.success = True
+        response.message = f"episode {runner.episode} started"
+        return response
+
+    def _on_reset(self, request, response):
+        runner = self._runner
+        if runner is None:
+            response.success, response.message = False, "arm driver is not configured"
+            return response
+        with self._lock:
+            try:
+                self._on_arm(runner.arm.reset, "neutral")
+            except (RuntimeError, ValueError) as exc:
+                response.success, response.message = False, str(exc)
+                return response
+            if self._active and runner.running:
+                self._observe()
+        response.success, response.message = True, "arm at the neutral pose"
+        return response
+
+
+def _connect_arm(backend: str, config: RunnerConfig, image_size: int):
+    """Builds and connects the backend (on the backend's thread)."""
+    from vgps_widowx.arm import make_arm
+
+    if backend == "sim":
+        from vgps_widowx.sim import SimEnvConfig
+
+        env_config = SimEnvConfig(task=config.task, image_size=(image_size, image_size))
+        arm = make_arm("sim", env_config=env_config, task=config.task, seed=config.seed)
+    else:
+        arm = make_arm("interbotix")
+    arm.connect()
+    return arm
+
+
+def _capture(runner: EpisodeRunner):
+    """(sim state or None, own camera frame or None, joints (6,), gripper) - backend thread."""
+    arm = runner.arm
+    return runner.privileged_state(), runner.camera_image(), arm.joints(), arm.gripper()
+
+
+def main(args: list[str] | None = None) -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before mujoco is imported
+    spin(ArmDriverNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""selector_node: picks the action to execute from the critic's scores (plain node, always on).
+
+Wraps :class:`~vgps_widowx.selector_loop.SelectorLoop` (the V-GPS rule, fallback, command limits).
+Every decision - argmax, softmax, fallback, hold, rejected, estop - is published on
+``vgps/selected``; executed ones carry actions already inside the safety filter's action limits.
+K, beta, execute, max_age_s, watchdog_timeout_s and fallback are live parameters, validated in the
+on-set callback, and apply from the next step on. The e-stop latches until ``vgps/reset_estop``.
+
+Subscribes: ``vgps/scored``, ``vgps/candidates`` (for the fallback), ``vgps/episode``.
+Publishes: ``vgps/selected``, ``vgps/q_selected``, ``vgps/q_margin``, ``/diagnostics``.
+Services: ``vgps/estop``, ``vgps/reset_estop`` (std_srvs/Trigger).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import Float32
+from std_srvs.srv import Trigger
+
+from vgps_critic import ros_qos
+from vgps_critic.input_guard import MessageError
+from vgps_critic.ros_conversions import candidates_from_msg, scored_from_msg, stamp_to_ns
+from vgps_critic.ros_runtime import OK, WARN, describe, diagnostic, now_s, result, spin
+from vgps_interfaces.msg import (
+    ActionCandidates,
+    EpisodeStatus,
+    ScoredCandidates,
+    SelectedAction,
+)
+from vgps_widowx.ros_conversions import selected_to_msg
+from vgps_widowx.selector import EXECUTE_MODES, FALLBACKS, Decision, SelectorConfig
+from vgps_widowx.selector_loop import SelectorLoop
+
+LIVE = ("k", "beta", "execute", "max_age_s", "watchdog_timeout_s", "fallback")
+
+
+class SelectorNode(Node):
+    """The selector as a ROS node (see the module docstring)."""
+
+    def __init__(self, name: str = "selector_node"):
+        super().__init__(name)
+        d = SelectorConfig()
+        self.declare_parameter("k", d.k, describe(
+            "expected candidates per step (decisions over another K are noted)",
+            int_range=(1, 4096)))
+        self.declare_parameter("beta", d.beta, describe(
+            "selection temperature: 0 = greedy argmax, > 0 = sample softmax(Q / beta)",
+            float_range=(0.0, 100.0)))
+        self.declare_parameter("execute", d.execute, describe(
+            "what a decision executes: the chosen chunk's first action, the whole chunk, or "
+            "Octo temporal ensembling", choices=EXECUTE_MODES))
+        self.declare_parameter("max_age_s", d.max_age_s, describe(
+            "candidates whose source image is older than this are rejected",
+            float_range=(0.01, 60.0)))
+        self.declare_parameter("watchdog_timeout_s", d.watchdog_timeout_s, describe(
+            "scores missing this long after their candidates -> fallback; nothing selected "
+            "this long -> a hold decision", float_range=(0.01, 60.0)))
+        self.declare_parameter("fallback", d.fallback, describe(
+            "when scores are missing: hold still, or execute the policy's first sample",
+            choices=FALLBACKS))
+        self.declare_parameter("seed", d.seed, describe(
+            "seed of the softmax sampling keys (fold_in(key(seed), step))",
+            int_range=(0, 2**31 - 1)))
+        self.declare_parameter("tick_period_s", 0.05, describe(
+            "watchdog timer period", float_range=(0.005, 1.0)))
+        self._loop = SelectorLoop(SelectorConfig(
+            **{n: self.get_parameter(n).value for n in (*LIVE, "seed")}))
+        self.add_on_set_parameters_callback(self._on_set)
+
+        group = MutuallyExclusiveCallbackGroup()  # decisions in order, one at a time
+        self._selected_pub = self.create_publisher(SelectedAction, ros_qos.SELECTED,
+                                                   ros_qos.COMMAND)
+        self._q_selected_pub = self.create_publisher(Float32, ros_qos.Q_SELECTED,
+                                                     ros_qos.COMMAND)
+        self._q_margin_pub = self.create_publisher(Float32, ros_qos.Q_MARGIN, ros_qos.COMMAND)
+        self._diag_pub = self.create_publisher(DiagnosticArray, ros_qos.DIAGNOSTICS,
+                                               ros_qos.DIAGNOSTICS_QOS)
+        self.create_subscription(ScoredCandidates, ros_qos.SCORED, self._on_scored,
+                                 ros_qos.COMMAND, callback_group=group)
+        self.create_subscription(ActionCandidates, ros_qos.CANDIDATES, self._on_candidates,
+                                 ros_qos.COMMAND, callback_group=group)
+        self.create_subscription(EpisodeStatus, ros_qos.EPISODE, self._on_episode,
+                                 ros_qos.COMMAND, callback_group=group)
+        self.create_service(Trigger, ros_qos.ESTOP, self._on_estop, callback_group=group)
+        self.create_service(Trigger, ros_qos.RESET_ESTOP, self._on_reset_estop,
+                            callback_group=group)
+        self.create_timer(self.get_parameter("tick_period_s").value, self._on_tick,
+                          callback_group=group)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._last_mode = ""
+        self._last_diag = 0.0
+
+    # -- parameters -------------------------------------------------------------------------------
+    def _on_set(self, params):
+        changes = {p.name: p.value for p in params if p.name in LIVE}
+        if any(p.name == "tick_period_s" for p in params):
+            return result("tick_period_s is read at start-up only")
+        if not changes:
+            return result()
+        try:
+            self._loop.configure(**changes)
+        except ValueError as exc:
+            return result(str(exc))
+        self.get_logger().info(f"live settings: {changes} (from the next step)")
+        return result()
+
+    # -- callbacks --------------------------------------------------------------------------------
+    def _on_scored(self, msg: ScoredCandidates) -> None:
+        now = now_s(self)
+        try:
+            cands, q = scored_from_msg(msg, self._loop.config.action_dim)
+        except MessageError as exc:
+            step = int(msg.candidates.step)
+            self._publish(self._loop.reject(exc.kind, exc.detail, step, now),
+                          stamp_to_ns(msg.header.stamp))
+            return
+        decision = self._loop.on_scored(cands.step, cands.stamp_ns * 1e-9, cands.chunks, q, now)
+        self._publish(decision, cands.stamp_ns)
+
+    def _on_candidates(self, msg: ActionCandidates) -> None:
+        try:
+            cands = candidates_from_msg(msg, self._loop.config.action_dim)
+        except MessageError:
+            return  # the critic reports malformed candidates; nothing to fall back on
+        self._loop.on_candidates(cands.step, cands.stamp_ns, cands.chunks, now_s(self))
+
+    def _on_episode(self, msg: EpisodeStatus) -> None:
+        if msg.event == EpisodeStatus.EVENT_STARTED:
+            self._loop.new_episode()
+
+    def _on_tick(self) -> None:
+        for decision, stamp_ns in self._loop.on_tick(now_s(self)):
+            self._publish(decision, stamp_ns)
+
+    def _on_estop(self, request, response):
+        self._loop.estop()
+        self.get_logger().warn("E-STOP engaged: nothing executes until vgps/reset_estop")
+        response.success, response.message = True, "e-stop engaged (latched)"
+        self._publish_diagnostics()
+        return response
+
+    def _on_reset_estop(self, request, response):
+        self._loop.reset_estop()
+        self.get_logger().info("e-stop released")
+        response.success, response.message = True, "e-stop released"
+        self._publish_diagnostics()
+        return response
+
+    # -- output -----------------------------------------------------------------------------------
+    def _publish(self, decision: Decision, stamp_ns: int) -> None:
+        self._selected_pub.publish(selected_to_msg(decision, stamp_ns))
+        if not math.isnan(decision.q):
+            self._q_selected_pub.publish(Float32(data=float(decision.q)))
+        if not math.isnan(decision.margin):
+            self._q_margin_pub.publish(Float32(data=float(decision.margin)))
+        mode = self._loop.mode
+        urgent = mode != self._last_mode and mode in ("fallback", "hold", "estop")
+        if urgent or (mode == "rejected" and time.monotonic() - self._last_diag > 0.1):
+            self._publish_diagnostics()
+
+    def _publish_diagnostics(self) -> None:
+        loop = self._loop
+        mode = loop.mode
+        level = OK if mode in ("nominal", "waiting") else WARN
+        cfg = loop.config
+        values = {"mode": mode, "k": cfg.k, "beta": cfg.beta, "execute": cfg.execute,
+                  "fallback": cfg.fallback, "estopped": loop.selector.estopped,
+                  **{f"decisions.{r}": n for r, n in sorted(loop.reasons.items())},
+                  **{f"rejected.{k}": n for k, n in sorted(loop.rejections.counts.items())}}
+        self._diag_pub.publish(diagnostic(self, level, f"{mode}: {loop.last_detail}", values))
+        self._last_mode, self._last_diag = mode, time.monotonic()
+
+
+def main(args: list[str] | None = None) -> None:
+    spin(SelectorNode, args)
+
+
+if __name__ == "__main__":
+    main()

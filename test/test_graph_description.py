@@ -1,0 +1,119 @@
+"""The one graph description: parameter file + launch arguments -> nodes, and launcher helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vgps.graph import LAUNCH_ARGUMENTS, NODES, coerce, describe, load_config, policy_parameters
+from vgps.launcher import isolate, ros_arguments
+from vgps.up_cmd import parse_launch_arguments, parse_sets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parameter_file_is_keyed_by_node_name():
+    config = load_config(ROOT / "config" / "steer_widowx.yaml")
+    assert set(config) == {name for _, _, name, _ in NODES}
+    assert isinstance(config["selector_node"]["beta"], float)
+
+
+def test_defaults_describe_the_sim_graph_in_activation_order():
+    graph = describe()
+    assert [n.name for n in graph.nodes] == ["critic_node", "policy_node", "selector_node",
+                                             "arm_driver"]
+    assert [n.lifecycle for n in graph.nodes] == [True, True, False, True]
+    assert graph.node("arm_driver").parameters["backend"] == "sim"
+    assert Path(graph.node("critic_node").parameters["critic"]).is_absolute()
+    assert graph.node("critic_node").parameters["autostart"] is False
+    assert all(n.remappings == () for n in graph.nodes)
+
+
+def test_launch_arguments_reach_every_node_that_needs_them(tmp_path):
+    graph = describe({"robot": "real", "policy": "octo-small-1.5", "critic": str(tmp_path),
+                      "k": "50", "beta": "0.1", "task": "stack_blocks",
+                      "instruction": "stack it", "record": "out/bag"}, autostart=True)
+    params = {n.name: n.parameters for n in graph.nodes}
+    assert params["arm_driver"]["backend"] == "interbotix"
+    assert params["policy_node"]["policy"] == "octo"
+    assert params["policy_node"]["octo_model"] == "hf://rail-berkeley/octo-small-1.5"
+    assert params["critic_node"]["critic"] == str(tmp_path)
+    assert params["policy_node"]["k"] == params["selector_node"]["k"] == 50
+    assert params["selector_node"]["beta"] == 0.1 and isinstance(params["critic_node"]["k"], int)
+    assert params["arm_driver"]["task"] == "stack_blocks"
+    assert {params[n]["instruction"] for n in ("arm_driver", "policy_node", "critic_node")} == {
+        "stack it"}
+    assert graph.node("arm_driver").remappings == (("camera/source", "/camera/image_raw"),)
+    assert params["critic_node"]["autostart"] is True
+    assert graph.arguments["record"] == "out/bag"
+
+
+def test_overrides_are_typed_and_checked():
+    graph = describe(overrides={"arm_driver": {"image_size": "64"},
+                                "selector_node": {"watchdog_timeout_s": 1}})
+    assert graph.node("arm_driver").parameters["image_size"] == 64
+    assert graph.node("selector_node").parameters["watchdog_timeout_s"] == 1.0
+    with pytest.raises(ValueError, match="no such parameter"):
+        describe(overrides={"arm_driver": {"nope": 1}})
+    with pytest.raises(ValueError, match="unknown launch argument"):
+        describe({"robott": "sim"})
+    with pytest.raises(ValueError, match="expected a int"):
+        describe({"k": "ten"})
+
+
+@pytest.mark.parametrize("policy, expected", [
+    ("sim", {"policy": "sim"}),
+    ("remote", {"policy": "remote"}),
+    ("http://gpu:8000/act", {"policy": "remote", "remote_url": "http://gpu:8000/act"}),
+    ("hf://rail-berkeley/octo-base-1.5", {"policy": "octo",
+                                          "octo_model": "hf://rail-berkeley/octo-base-1.5"}),
+])
+def test_policy_argument(policy, expected):
+    assert policy_parameters(policy) == expected
+
+
+def test_unknown_policy_is_an_error():
+    with pytest.raises(ValueError, match="policy:="):
+        policy_parameters("no-such-policy")
+    with pytest.raises(ValueError, match="needs robot:=sim"):
+        describe({"robot": "real", "policy": "sim"})
+
+
+def test_coerce():
+    assert coerce("true", False, "x") is True and coerce("3", 1.0, "x") == 3.0
+    assert coerce(2, 1.0, "x") == 2.0 and coerce("a", "b", "x") == "a"
+
+
+def test_ros_arguments_match_launch_ros(tmp_path):
+    node = describe({"robot": "real", "policy": "remote"}).node("arm_driver")
+    args = ros_arguments(node, tmp_path / "p.yaml")
+    assert args == ["--ros-args", "-r", "__node:=arm_driver", "--params-file",
+                    str(tmp_path / "p.yaml"), "-r", "camera/source:=/camera/image_raw"]
+
+
+def test_params_file_round_trips_through_yaml():
+    graph = describe()
+    data = yaml.safe_load(yaml.safe_dump(graph.params_file()))
+    assert data["selector_node"]["ros__parameters"] == graph.node("selector_node").parameters
+
+
+def test_isolation_is_set_only_where_unset():
+    env = isolate({"ROS_DOMAIN_ID": "42"})
+    assert env["ROS_DOMAIN_ID"] == "42" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert 1 <= int(isolate({})["ROS_DOMAIN_ID"]) <= 100
+
+
+def test_cli_parsers():
+    assert parse_launch_arguments(["k:=10", "instruction:=a b"]) == {"k": "10",
+                                                                    "instruction": "a b"}
+    assert parse_sets(["arm_driver.image_size=64", "selector_node.fallback=hold"]) == {
+        "arm_driver": {"image_size": 64}, "selector_node": {"fallback": "hold"}}
+    for bad in (["k=10"],):
+        with pytest.raises(ValueError):
+            parse_launch_arguments(bad)
+    with pytest.raises(ValueError):
+        parse_sets(["image_size=64"])
+    assert set(LAUNCH_ARGUMENTS) >= {"robot", "policy", "critic", "k", "beta", "task",
+                                     "instruction", "record"}

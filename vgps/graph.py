@@ -1,0 +1,245 @@
+"""The steering graph, described once: which nodes run, with which parameters and remappings.
+
+Pure Python (no ROS import). ``launch/steer_widowx.launch.py`` turns the description into
+``launch_ros.actions.Node`` actions and ``vgps up`` (:mod:`vgps.launcher`) into one process per
+node with the same executables and ``--ros-args``. Parameters come from
+``config/steer_widowx.yaml`` (keyed by node name), then launch arguments, then explicit
+overrides (``vgps up --set node.param=value``).
+
+Launch arguments (``name:=value``):
+
+==============  ===========================================================================
+robot           ``sim`` (MuJoCo) or ``real`` (Interbotix WidowX 250) -> arm_driver.backend
+policy          ``sim``, ``remote``, an ``http(s)://.../act`` URL (remote), ``octo``,
+                ``octo-small-1.5``/``octo-base-1.5`` (hf://rail-berkeley/...), an ``hf://`` id
+                or a local Octo checkpoint directory
+critic          critic checkpoint directory -> critic_node.critic
+k               candidates per step -> policy_node, critic_node (warm-up), selector_node
+beta            selection temperature -> selector_node (and critic_node, unused there)
+task            sim task -> arm_driver.task
+instruction     instruction override -> arm_driver, policy_node, critic_node
+camera          (robot:=real) the camera driver's image topic, forwarded after each action
+record          accepted and passed through; bag recording arrives with the recording issue
+==============  ===========================================================================
+
+Usage::
+
+    graph = describe({"robot": "sim", "k": "10"})
+    for node in graph.nodes:
+        node.package, node.executable, node.name, node.parameters, node.remappings
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_NAME = "steer_widowx.yaml"
+OCTO_ALIASES = {"octo": "hf://rail-berkeley/octo-small-1.5",
+                "octo-small-1.5": "hf://rail-berkeley/octo-small-1.5",
+                "octo-base-1.5": "hf://rail-berkeley/octo-base-1.5"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchArgument:
+    default: str
+    help: str
+
+
+LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
+    "robot": LaunchArgument("sim", "sim (MuJoCo WidowX) or real (Interbotix WidowX 250)"),
+    "policy": LaunchArgument("sim", "sim | remote | http(s)://host:port/act | octo | "
+                                    "octo-small-1.5 | octo-base-1.5 | hf://id | Octo directory"),
+    "critic": LaunchArgument("", "critic checkpoint directory ('' = the parameter file's)"),
+    "k": LaunchArgument("", "candidates per step ('' = the parameter file's)"),
+    "beta": LaunchArgument("", "selection temperature, 0 = argmax ('' = the parameter file's)"),
+    "task": LaunchArgument("", "sim task ('' = the parameter file's)"),
+    "instruction": LaunchArgument("", "instruction override ('' = the task's own)"),
+    "camera": LaunchArgument("/camera/image_raw", "robot:=real: the camera driver's topic"),
+    "record": LaunchArgument("", "accepted and passed through; bag recording arrives with "
+                                 "the recording issue"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph, as launch_ros would start it."""
+
+    package: str
+    executable: str
+    name: str
+    parameters: dict[str, Any]
+    remappings: tuple[tuple[str, str], ...] = ()
+    lifecycle: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """The nodes in start/activation order and the resolved launch arguments."""
+
+    nodes: tuple[NodeSpec, ...]
+    arguments: dict[str, str]
+
+    def node(self, name: str) -> NodeSpec:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node {name!r} in the graph; nodes: {[n.name for n in self.nodes]}")
+
+    def params_file(self) -> dict[str, Any]:
+        """The ROS 2 parameter file content (``{name: {ros__parameters: {...}}}``)."""
+        return {n.name: {"ros__parameters": dict(n.parameters)} for n in self.nodes}
+
+
+# (package, executable, node name, lifecycle), in activation order: the arm driver last, because
+# its activation starts the first episode.
+NODES = (
+    ("vgps_critic", "critic_node", "critic_node", True),
+    ("vgps_policy_bridge", "policy_node", "policy_node", True),
+    ("vgps_widowx", "selector_node", "selector_node", False),
+    ("vgps_widowx", "arm_driver_node", "arm_driver", True),
+)
+
+
+def default_config() -> Path:
+    """``config/steer_widowx.yaml`` of this checkout, else of the installed ``vgps`` package."""
+    here = Path(__file__).resolve().parents[1] / "config" / CONFIG_NAME
+    if here.is_file():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("vgps")) / "config" / CONFIG_NAME
+    except (ImportError, LookupError, ValueError) as exc:
+        raise FileNotFoundError(f"cannot find {CONFIG_NAME} next to {__file__} or in the "
+                                f"vgps package share directory ({exc})") from None
+
+
+def load_config(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """``{node name: {param: value}}`` from a ROS 2 parameter file."""
+    path = Path(path) if path is not None else default_config()
+    data = yaml.safe_load(path.read_text()) or {}
+    out = {}
+    for name, body in data.items():
+        params = (body or {}).get("ros__parameters")
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: node {name!r} has no ros__parameters mapping")
+        out[name.lstrip("/")] = dict(params)
+    return out
+
+
+def describe(arguments: Mapping[str, str] | None = None,
+             overrides: Mapping[str, Mapping[str, Any]] | None = None,
+             config: str | os.PathLike | None = None, autostart: bool = False) -> Graph:
+    """Resolves the graph for launch arguments (see the module docstring).
+
+    Args:
+        arguments: launch arguments as strings (unknown names raise ValueError).
+        overrides: ``{node: {param: value}}`` applied last (values keep their types, strings are
+            coerced to the parameter file's type).
+        config: the parameter file (default :func:`default_config`).
+        autostart: lifecycle nodes configure and activate themselves (``ros2 launch``; ``vgps
+            up`` drives the transitions itself).
+
+    Returns:
+        The :class:`Graph`.
+    """
+    args = {name: spec.default for name, spec in LAUNCH_ARGUMENTS.items()}
+    unknown = set(arguments or {}) - set(args)
+    if unknown:
+        raise ValueError(f"unknown launch argument(s) {sorted(unknown)}; "
+                         f"known: {sorted(LAUNCH_ARGUMENTS)}")
+    args.update({k: str(v) for k, v in (arguments or {}).items()})
+    params = load_config(config)
+    missing = {n for _, _, n, _ in NODES} - set(params)
+    if missing:
+        raise ValueError(f"parameter file lacks node(s) {sorted(missing)}")
+
+    def put(node: str, key: str, value: Any) -> None:
+        params[node][key] = coerce(value, params[node].get(key), f"{node}.{key}")
+
+    if args["robot"] not in ("sim", "real"):
+        raise ValueError(f"robot:={args['robot']!r}: use sim or real")
+    put("arm_driver", "backend", "sim" if args["robot"] == "sim" else "interbotix")
+    for key, value in policy_parameters(args["policy"]).items():
+        put("policy_node", key, value)
+    if args["robot"] == "real" and params["policy_node"]["policy"] == "sim":
+        raise ValueError("policy:=sim plans from the simulator's state and needs robot:=sim; "
+                         "use policy:=octo-small-1.5, an Octo checkpoint or a remote /act URL")
+    if args["critic"]:
+        put("critic_node", "critic", str(Path(args["critic"]).expanduser()))
+    for node in ("policy_node", "critic_node", "selector_node"):
+        if args["k"]:
+            put(node, "k", args["k"])
+    for node in ("selector_node", "critic_node"):
+        if args["beta"]:
+            put(node, "beta", args["beta"])
+    if args["task"]:
+        put("arm_driver", "task", args["task"])
+    if args["instruction"]:
+        for node in ("arm_driver", "policy_node", "critic_node"):
+            put(node, "instruction", args["instruction"])
+    for node, values in (overrides or {}).items():
+        if node not in params:
+            raise ValueError(f"override for unknown node {node!r}; nodes: {sorted(params)}")
+        for key, value in values.items():
+            if key not in params[node]:
+                raise ValueError(f"{node}.{key}: no such parameter in the parameter file")
+            put(node, key, value)
+    critic = params["critic_node"].get("critic")
+    if critic and not Path(critic).is_absolute():
+        params["critic_node"]["critic"] = str(Path(critic).resolve())
+    nodes = []
+    for package, executable, name, lifecycle in NODES:
+        values = dict(params[name])
+        if lifecycle:
+            values["autostart"] = bool(autostart)
+        remaps: tuple[tuple[str, str], ...] = ()
+        if name == "arm_driver" and args["robot"] == "real":
+            remaps = (("camera/source", args["camera"]),)
+        nodes.append(NodeSpec(package, executable, name, values, remaps, lifecycle))
+    return Graph(nodes=tuple(nodes), arguments=args)
+
+
+def policy_parameters(policy: str) -> dict[str, Any]:
+    """policy_node parameters for the ``policy:=`` launch argument."""
+    if policy in ("sim", "remote"):
+        return {"policy": policy}
+    if policy.startswith(("http://", "https://")):
+        return {"policy": "remote", "remote_url": policy}
+    if policy in OCTO_ALIASES:
+        return {"policy": "octo", "octo_model": OCTO_ALIASES[policy]}
+    if policy.startswith("hf://") or Path(policy).expanduser().is_dir():
+        model = policy if policy.startswith("hf://") else str(Path(policy).expanduser().resolve())
+        return {"policy": "octo", "octo_model": model}
+    raise ValueError(f"policy:={policy!r}: use sim, remote, an http(s) /act URL, octo, "
+                     f"{', '.join(sorted(k for k in OCTO_ALIASES if k != 'octo'))}, an hf:// id "
+                     "or an existing Octo checkpoint directory")
+
+
+def coerce(value: Any, like: Any, what: str) -> Any:
+    """``value`` converted to the type of ``like`` (strings from the command line)."""
+    if like is None or not isinstance(value, str) or isinstance(like, str):
+        if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    text = value.strip()
+    try:
+        if isinstance(like, bool):
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(text)
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+    except ValueError:
+        raise ValueError(f"{what}={value!r}: expected a {type(like).__name__}") from None
+    return value
