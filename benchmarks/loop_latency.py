@@ -183,6 +183,14 @@ def _stats(times: list[float], missed: int, steps: int) -> dict:
             "max_ms": round(float(np.max(arr)), 2)}
 
 
+def _display_path(path: Path) -> str:
+    """The critic's path relative to the working directory when inside it (no machine paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return Path(path).name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--critic", type=Path, default=None,
@@ -241,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_average_1m": round(os.getloadavg()[0], 2)},
-        "settings": {"critic": str(critic), "k": args.k, "image_size": args.image_size,
+        "settings": {"critic": _display_path(critic), "k": args.k, "image_size": args.image_size,
                      "policy_ms": args.policy_ms, "period_s": period,
                      "duration_s": args.duration_s, "steps": args.steps},
         "results": results,
