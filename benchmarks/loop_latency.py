@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration_s, args.steps = 30.0, 30
-    command = "python benchmarks/loop_latency.py " + shlex.join(argv or sys.argv[1:])
+    command = " ".join(["python benchmarks/loop_latency.py", *(argv or sys.argv[1:])])
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(np.random.default_rng().integers(1, 101)))
 
