@@ -237,6 +237,18 @@ def test_fuzzed_inputs_never_crash_never_command_unsafe_actions(critic_dir, tmp_
                       for m in received["selected"]):
             assert time.monotonic() < deadline, "the graph no longer scores valid input"
             time.sleep(0.05)
+        # Candidates before their image (two topics, no order between them): the critic waits
+        # for the image (image_wait_s) and scores them the moment it arrives.
+        now = time.time_ns()
+        pub_cands.publish(candidates_to_msg(chunks(), now, next(step) + 20,
+                                            "put carrot on plate", "fuzz"))
+        time.sleep(0.1)
+        pub_image.publish(image_to_msg(np.zeros((64, 64, 3), np.uint8), now))
+        deadline = time.monotonic() + 20
+        while not any(stamp_to_ns(m.header.stamp) == now and m.reason == "argmax"
+                      for m in received["selected"]):
+            assert time.monotonic() < deadline, "candidates that came first were never scored"
+            time.sleep(0.05)
         assert not procs.exited()
     finally:
         procs.shutdown()

@@ -59,7 +59,8 @@ class GraphMonitor:
         self._candidates: OrderedDict[int, float] = OrderedDict()
         self._scored: OrderedDict[int, tuple[np.ndarray, ScoredCandidates]] = OrderedDict()
         self.latencies_ms: list[float] = []
-        self.decisions: Counter[str] = Counter()
+        self.decisions: Counter[str] = Counter()  # per control step (with a source image)
+        self.idle_holds = 0  # watchdog holds while no step is pending (start-up, resets)
         self.episodes: list[dict[str, Any]] = []
         self.events: list[EpisodeStatus] = []
         self.frames: list[np.ndarray] = []
@@ -88,7 +89,10 @@ class GraphMonitor:
         now = time.monotonic()
         stamp = stamp_to_ns(msg.header.stamp)
         with self._lock:
-            self.decisions[msg.reason] += 1
+            if stamp == 0 and msg.reason == "hold":
+                self.idle_holds += 1
+            else:
+                self.decisions[msg.reason] += 1
             sent = self._candidates.get(stamp)
             latency = (now - sent) * 1e3 if sent is not None else math.nan
             if msg.reason in EXECUTING and sent is not None:
@@ -127,7 +131,8 @@ class GraphMonitor:
             return len(self.episodes)
 
     def summary(self) -> dict[str, Any]:
-        """``{"episodes": [...], "step_latency_ms": {"p50", "p95", "n"}, "decisions": ...}``."""
+        """``{"episodes": [...], "step_latency_ms": {"p50", "p95", "n"}, "decisions": {reason:
+        count} of the control steps, "idle_holds": watchdog holds with no step pending}``."""
         with self._lock:
             lat = list(self.latencies_ms)
             return {
@@ -135,6 +140,7 @@ class GraphMonitor:
                 "step_latency_ms": {"p50": _round(percentile(lat, 50)),
                                     "p95": _round(percentile(lat, 95)), "n": len(lat)},
                 "decisions": dict(self.decisions),
+                "idle_holds": self.idle_holds,
             }
 
     def write_video(self, path: Path, fps: int = 5) -> Path | None:

@@ -3,11 +3,14 @@
     vgps up critic:=models/sim_critic --task carrot_on_plate --episodes 2 --out out/up
     vgps up robot:=real policy:=octo-small-1.5 critic:=critics/vgps-release k:=50
     vgps up critic:=... --set arm_driver.image_size=64 --set selector_node.fallback=hold
+    vgps up critic:=models/sim_critic --episodes 1 --record out/bags/run1
 
 Launch arguments are ``name:=value`` as with ``ros2 launch vgps steer_widowx.launch.py`` (see
 ``vgps.graph``). In simulation ``--episodes N`` runs N episodes and exits (``0``: until Ctrl-C)
 and ``--out DIR`` receives ``summary.json`` (episodes, step latency p50/p95), ``params.yaml``,
-``processes.json``, node logs and, with ``--video``, ``episode_0.mp4``.
+``processes.json``, node logs and, with ``--video``, ``episode_0.mp4``. ``--record DIR`` (or
+``record:=DIR``) records the steering topics into a rosbag2 bag (MCAP) in ``DIR``
+(:mod:`vgps.recorder_node`; read it with :func:`vgps.bag.read_bag`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--out", type=Path, default=None,
                     help="directory for summary.json, logs, params.yaml (default: a temp dir)")
     up.add_argument("--video", action="store_true", help="sim: write OUT/episode_0.mp4")
+    up.add_argument("--record", type=Path, default=None, metavar="DIR",
+                    help="record the steering topics into a rosbag2 bag (MCAP) in DIR, which "
+                         "must not exist yet (same as record:=DIR)")
     up.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=V",
                     help="override one parameter (repeatable)")
     up.add_argument("--params-file", type=Path, default=None,
@@ -76,6 +82,8 @@ def _up(args: argparse.Namespace) -> int:
     arguments = parse_launch_arguments(args.launch_arguments)
     if args.task:
         arguments["task"] = args.task
+    if args.record:
+        arguments["record"] = str(args.record)
     config = UpConfig(arguments=arguments, overrides=parse_sets(args.sets),
                       config=args.params_file, out=args.out, episodes=args.episodes,
                       video=args.video, timeout_s=args.timeout, quiet=args.quiet)
@@ -86,8 +94,13 @@ def _up(args: argparse.Namespace) -> int:
               f"{'SUCCESS' if ep['success'] else 'failure'} in {ep['steps']} steps")
     lat = summary["step_latency_ms"]
     print(f"step latency (candidates -> selected): p50 {lat['p50']} ms, p95 {lat['p95']} ms "
-          f"over {lat['n']} steps; decisions {json.dumps(summary['decisions'])}")
+          f"over {lat['n']} steps; decisions {json.dumps(summary['decisions'])} "
+          f"(+{summary['idle_holds']} idle watchdog holds)")
     if args.out:
         print(f"wrote {args.out / 'summary.json'}"
               + (f" and {summary['video']}" if summary.get("video") else ""))
+    if summary.get("bag", {}).get("messages") is not None:
+        bag = summary["bag"]
+        print(f"recorded {sum(bag['messages'].values())} messages to {bag['path']}"
+              + (f" ({len(bag['problems'])} problems)" if bag["problems"] else ""))
     return int(summary["exit_code"])

@@ -4,11 +4,16 @@ configure: loads the checkpoint (``critic``) and its language encoder, warms up 
 and Q head (K = 1 and K = ``k``); a bad checkpoint fails the transition with the reason and the
 node stays unconfigured (and running). activate: starts scoring.
 
-Encode-once, ahead of time: every camera image is encoded as soon as it arrives (its own callback
-group, concurrently with the policy's sampling) and cached by stamp; when the candidates for that
-stamp arrive only the Q head runs. Bad inputs (image encoding/size/step, NaN/inf actions, wrong
-K/dims/lengths, stale or future stamps, empty instruction, unknown image) produce a WARN
-diagnostic with the class and no score; the node keeps running.
+Encode-once, ahead of time: every camera image is handed to the node's encoder thread as soon as
+it arrives (so it is encoded while the policy samples; the executor stays free for the next
+message) and cached by stamp; when the candidates for that stamp arrive only the Q head runs. If
+they arrive while their image is still being encoded, scoring waits for that one encoding; if
+they arrive before their image (the two topics are not ordered), they wait for it up to
+``image_wait_s`` and are scored the moment it comes.
+
+Bad inputs (image encoding/size/step, NaN/inf actions, wrong K/dims/lengths, stale or future
+stamps, empty instruction, unknown image) produce a WARN diagnostic with the class and no score;
+the node keeps running.
 
 Subscribes: ``camera/image_raw`` (sensor QoS), ``vgps/candidates``, ``vgps/instruction``
 (transient local). Publishes: ``vgps/scored``, ``vgps/q_values``, ``vgps/q_max``,
@@ -19,10 +24,10 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Float32MultiArray, String
@@ -61,21 +66,27 @@ class CriticNode(LifecycleNode):
             "images and candidates with older stamps are rejected", float_range=(0.01, 60.0)))
         self.declare_parameter("instruction", "", describe(
             "instruction for pre-encoding until one arrives on vgps/instruction"))
+        self.declare_parameter("image_wait_s", 0.25, describe(
+            "candidates that arrive before their camera image wait this long for it",
+            float_range=(0.0, 5.0)))
         self.add_on_set_parameters_callback(self._on_set)
-        self._encode_group = MutuallyExclusiveCallbackGroup()
-        self._score_group = MutuallyExclusiveCallbackGroup()
+        # One worker: JAX releases the GIL while it computes, so encoding overlaps the callbacks.
+        self._encode_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self._diag_pub = self.create_publisher(DiagnosticArray, ros_qos.DIAGNOSTICS,
                                                ros_qos.DIAGNOSTICS_QOS)
         self._rejections = RejectionLog()
         self._encoder: StampedEncoder | None = None
         self._active = False
         self._instruction = ""
+        self._newest_image = 0  # stamp (ns) of the camera image that arrived last
+        self._parked: dict[int, tuple] = {}  # stamp -> candidates that came before their image
         self._counts = {"images": 0, "scored": 0, "pre_encoded": 0}
         self._last = {"encode_ms": math.nan, "score_ms": math.nan, "latency_ms": math.nan}
         self._status, self._error = "unconfigured", ""
         self._subs: list = []
         self._pubs: dict = {}
         self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(0.02, self._expire_parked)
         autostart(self)
 
     # -- parameters -------------------------------------------------------------------------------
@@ -110,10 +121,9 @@ class CriticNode(LifecycleNode):
             "q_mean": pub(Float32, ros_qos.Q_MEAN, ros_qos.COMMAND),
         }
         self._subs = [
-            self.create_subscription(Image, ros_qos.CAMERA, self._on_image, ros_qos.SENSOR,
-                                     callback_group=self._encode_group),
+            self.create_subscription(Image, ros_qos.CAMERA, self._on_image, ros_qos.SENSOR),
             self.create_subscription(ActionCandidates, ros_qos.CANDIDATES, self._on_candidates,
-                                     ros_qos.COMMAND, callback_group=self._score_group),
+                                     ros_qos.COMMAND),
             self.create_subscription(String, ros_qos.INSTRUCTION, self._on_instruction,
                                      ros_qos.LATCHED),
         ]
@@ -150,12 +160,18 @@ class CriticNode(LifecycleNode):
         for p in self._pubs.values():
             self.destroy_lifecycle_publisher(p)
         self._subs, self._pubs, self._encoder = [], {}, None
+        self._parked.clear()
         self._status = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._active = False
         return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self._active = False
+        self._encode_thread.shutdown(wait=True, cancel_futures=True)
+        super().destroy_node()
 
     # -- callbacks --------------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:
@@ -172,12 +188,30 @@ class CriticNode(LifecycleNode):
             check_stamp(stamp_ns * 1e-9, now_s(self), self._param("max_age_s"))
             image = image_from_msg(msg)
             self._encoder.add_image(stamp_ns, image)
+            self._newest_image = stamp_ns
             self._counts["images"] += 1
-            if self._param("pre_encode") and self._instruction:
-                self._encoder.pre_encode(stamp_ns, self._instruction)
-                self._counts["pre_encoded"] += 1
+            if stamp_ns in self._parked:  # its candidates came first: score them now
+                msg_c, cands, received, _ = self._parked.pop(stamp_ns)
+                self._score(msg_c, cands, received)
+            elif self._param("pre_encode") and self._instruction:
+                self._encode_thread.submit(self._pre_encode, self._encoder, stamp_ns,
+                                           self._instruction)
         except MessageError as exc:
             self._reject(exc)
+
+    def _pre_encode(self, encoder: StampedEncoder, stamp_ns: int, instruction: str) -> None:
+        """Encoder thread: encodes one image ahead of its candidates (the newest only: when
+        images come faster than they encode, older ones are encoded on demand, if ever)."""
+        if stamp_ns != self._newest_image:
+            return
+        try:
+            encoder.pre_encode(stamp_ns, instruction)
+            self._counts["pre_encoded"] += 1
+        except MessageError:
+            pass  # evicted before its turn: its candidates (if any) report unknown_image
+        except Exception as exc:  # noqa: BLE001 - keep the thread alive; scoring re-raises it
+            self.get_logger().error(f"encoding image {stamp_ns} failed: "
+                                    f"{type(exc).__name__}: {exc}")
 
     def _on_candidates(self, msg: ActionCandidates) -> None:
         if not self._active or self._encoder is None:
@@ -186,6 +220,20 @@ class CriticNode(LifecycleNode):
         try:
             cands = candidates_from_msg(msg, self._encoder.critic.config.action_dim)
             check_stamp(cands.stamp_ns * 1e-9, now_s(self), self._param("max_age_s"))
+        except MessageError as exc:
+            self._reject(exc)
+            return
+        if cands.stamp_ns not in self._encoder and self._param("image_wait_s") > 0:
+            # Images and candidates travel on different topics and may arrive in either order:
+            # wait (image_wait_s) for this one; _on_image scores it, _expire_parked gives up.
+            self._parked[cands.stamp_ns] = (msg, cands, received, time.monotonic())
+            while len(self._parked) > self._param("max_cached_encodings"):
+                self._give_up(next(iter(self._parked)))
+            return
+        self._score(msg, cands, received)
+
+    def _score(self, msg: ActionCandidates, cands, received: float) -> None:
+        try:
             score = self._encoder.score(cands.stamp_ns, cands.instruction, cands.chunks[:, 0])
             scored = scored_to_msg(msg, score.q, self._encoder.critic.critic_id,
                                    score.encode_ms, score.score_ms, score.pre_encoded)
@@ -203,6 +251,18 @@ class CriticNode(LifecycleNode):
         self._counts["scored"] += 1
         self._last = {"encode_ms": score.encode_ms, "score_ms": score.score_ms,
                       "latency_ms": (time.perf_counter() - received) * 1e3}
+
+    def _expire_parked(self) -> None:
+        """Rejects parked candidates whose image did not come within ``image_wait_s``."""
+        limit = time.monotonic() - self._param("image_wait_s")
+        for stamp_ns in [s for s, entry in self._parked.items() if entry[3] < limit]:
+            self._give_up(stamp_ns)
+
+    def _give_up(self, stamp_ns: int) -> None:
+        msg, _, _, parked = self._parked.pop(stamp_ns)
+        self._reject(MessageError("unknown_image", f"no camera image with stamp {stamp_ns} ns "
+                                                   f"{time.monotonic() - parked:.2f} s after "
+                                                   f"its candidates (step {msg.step})"))
 
     # -- diagnostics ------------------------------------------------------------------------------
     def _reject(self, exc: MessageError) -> None:

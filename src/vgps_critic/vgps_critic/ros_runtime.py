@@ -1,8 +1,16 @@
 """What every node's ``main()`` and parameter/diagnostic code shares (ROS glue, no logic).
 
-* :func:`spin` - init, a ``MultiThreadedExecutor`` (inference runs in its own callback group),
-  and the shutdown that works on Jazzy and Kilted: try/finally with ``destroy_node()`` and
-  ``rclpy.try_shutdown()``, catching ``KeyboardInterrupt`` and ``ExternalShutdownException``.
+* :func:`spin` - init, a ``SingleThreadedExecutor``, and the shutdown that works on Jazzy and
+  Kilted: try/finally with ``destroy_node()`` and ``rclpy.try_shutdown()``, catching
+  ``KeyboardInterrupt`` and ``ExternalShutdownException``.
+
+  Every node spins single-threaded on purpose. rclpy's ``MultiThreadedExecutor`` stalls timers
+  and subscriptions for hundreds of milliseconds at a time (ros2/rclpy#1223): measured here, the
+  selector's 50 ms watchdog timer went 1.2 s without running while no callback was busy, and the
+  KEEP_LAST 5 queue of ``vgps/scored`` overflowed, so whole bursts of 5 Hz control steps got
+  their decision too late or never. Work that must overlap the callbacks (the critic's image
+  encoding, the arm backend) runs on the node's own worker thread instead, and callbacks never
+  wait for another callback.
 * :func:`describe` - a ``ParameterDescriptor`` with its description and range.
 * :func:`diagnostic` - one ``DiagnosticArray`` holding one ``DiagnosticStatus``.
 
@@ -26,20 +34,19 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
-def spin(node_factory: Callable[[], Node], args: list[str] | None = None,
-         threads: int = 4) -> None:
-    """Builds the node and spins it on a multi-threaded executor until shutdown."""
+def spin(node_factory: Callable[[], Node], args: list[str] | None = None) -> None:
+    """Builds the node and spins it on a single-threaded executor until shutdown."""
     rclpy.init(args=args)
     node = None
     try:
         node = node_factory()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

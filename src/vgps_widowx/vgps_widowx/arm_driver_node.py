@@ -53,6 +53,7 @@ from vgps_widowx.ros_conversions import (
 )
 
 BACKENDS = ("sim", "interbotix")
+FRAME_WAIT_S = 0.5  # real arm: how long to wait for a camera frame taken after the action
 
 
 class ArmDriverNode(LifecycleNode):
@@ -101,6 +102,7 @@ class ArmDriverNode(LifecycleNode):
         self._last_obs = 0.0  # monotonic time of the last observation
         self._frame: Image | None = None  # newest camera/source frame (real arm)
         self._action_end_ns = 0
+        self._frame_deadline: float | None = None  # set while waiting for a camera/source frame
         self._start_after: float | None = None  # first episode waits for the graph
         autostart(self)
 
@@ -207,6 +209,7 @@ class ArmDriverNode(LifecycleNode):
             for p in self._pubs.values():
                 self.destroy_lifecycle_publisher(p)
             self._subs, self._srvs, self._pubs = [], [], {}
+            self._frame_deadline = None
             if self._runner is not None:
                 self._on_arm(self._runner.arm.disconnect)
                 self._runner = None
@@ -261,6 +264,11 @@ class ArmDriverNode(LifecycleNode):
             return
         if not runner.running:
             return
+        if self._frame_deadline is not None:  # waiting for a fresh camera/source frame
+            if time.monotonic() >= self._frame_deadline:
+                with self._lock:
+                    self._observe()
+            return
         if time.monotonic() - self._last_obs < self._param("republish_after_s"):
             return
         if self._lock.acquire(blocking=False):
@@ -286,7 +294,13 @@ class ArmDriverNode(LifecycleNode):
         self._observe()
 
     def _observe(self) -> None:
-        """Publishes sim state, joints and a camera image, all stamped alike (lock held)."""
+        """Publishes sim state, joints and a camera image, all stamped alike (lock held).
+
+        With an external camera (real arm) the image must be taken after the last action
+        finished: until such a frame arrives on ``camera/source`` (``_on_frame`` calls back
+        here), at most ``FRAME_WAIT_S``, nothing is published; then the newest frame is used.
+        Nothing blocks: the node spins single-threaded and the frame arrives by callback.
+        """
         runner = self._runner
         frame_id = self._param("camera_frame")
         state, own, joints, gripper = self._on_arm(_capture, runner)
@@ -295,28 +309,26 @@ class ArmDriverNode(LifecycleNode):
             if state is not None:
                 self._pubs["sim_state"].publish(sim_state_to_msg(state, stamp_ns))
             image = image_to_msg(own, stamp_ns, frame_id)
-        elif (frame := self._fresh_frame()) is not None:
+        else:
+            frame = self._frame
+            fresh = frame is not None and stamp_to_ns(frame.header.stamp) >= self._action_end_ns
+            if not fresh:
+                if self._frame_deadline is None:
+                    self._frame_deadline = time.monotonic() + FRAME_WAIT_S
+                    return  # _on_frame or the timer comes back
+                if time.monotonic() < self._frame_deadline:
+                    return
+            self._frame_deadline = None
+            if frame is None:
+                self.get_logger().warn("no camera frame on camera/source yet",
+                                       throttle_duration_sec=5)
+                return
             stamp_ns = stamp_to_ns(frame.header.stamp)
             image = image_to_msg(image_from_msg(frame), stamp_ns, frame_id)
-        else:
-            self.get_logger().warn("no camera frame on camera/source yet", throttle_duration_sec=5)
-            return
         self._pubs["joints"].publish(joint_state_msg(joints, gripper, stamp_ns))
         runner.mark_image(stamp_ns)
         self._pubs["image"].publish(image)
         self._last_obs = time.monotonic()
-
-    def _fresh_frame(self, wait_s: float = 0.5) -> Image | None:
-        """The newest camera/source frame taken after the last action finished (real arm)."""
-        after = self._action_end_ns
-        deadline = time.monotonic() + wait_s
-        while True:
-            frame = self._frame
-            if frame is not None and stamp_to_ns(frame.header.stamp) >= after:
-                return frame
-            if time.monotonic() > deadline:
-                return frame
-            time.sleep(0.01)
 
     def _on_frame(self, msg: Image) -> None:
         try:
@@ -325,6 +337,10 @@ class ArmDriverNode(LifecycleNode):
             self.get_logger().warn(f"camera/source: {exc}", throttle_duration_sec=5)
             return
         self._frame = msg
+        if (self._frame_deadline is not None and self._active and self._runner is not None
+                and stamp_to_ns(msg.header.stamp) >= self._action_end_ns):
+            with self._lock:
+                self._observe()
 
     def _episode_event(self, event: str, step: int, success: bool) -> None:
         runner = self._runner
