@@ -4,11 +4,13 @@ The V-GPS steering graph: policy_node -> critic_node -> selector_node -> arm_dri
 their parameters (config/steer_widowx.yaml, keyed by node name) and remappings come from the one
 graph description in ``vgps.graph``, which ``vgps up`` also uses. Lifecycle nodes configure and
 activate themselves here (``autostart``); the arm driver starts its first episode once policy,
-critic and selector are up.
+critic and selector are up. ``record:=DIR`` adds the bag recorder (``vgps-recorder``, a plain
+node), which subscribes within a second or two, well before the critic has warmed up.
 
     ros2 launch vgps steer_widowx.launch.py critic:=models/sim_critic
     ros2 launch vgps steer_widowx.launch.py robot:=real policy:=octo-small-1.5 \
         critic:=critics/vgps-release k:=50 instruction:="put the eggplant in the basket"
+    ros2 launch vgps steer_widowx.launch.py critic:=models/sim_critic record:=bags/run1
 """
 
 

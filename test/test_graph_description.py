@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vgps.graph import LAUNCH_ARGUMENTS, NODES, coerce, describe, load_config, policy_parameters
+from vgps.graph import (
+    LAUNCH_ARGUMENTS,
+    NODES,
+    OVERLAY,
+    coerce,
+    describe,
+    load_config,
+    policy_parameters,
+)
 from vgps.launcher import isolate, ros_arguments
 from vgps.up_cmd import parse_launch_arguments, parse_sets
 
@@ -16,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_parameter_file_is_keyed_by_node_name():
     config = load_config(ROOT / "config" / "steer_widowx.yaml")
-    assert set(config) == {name for _, _, name, _ in NODES}
+    assert set(config) == {name for _, _, name, _ in NODES} | {OVERLAY[2]}
     assert isinstance(config["selector_node"]["beta"], float)
 
 
@@ -29,6 +37,19 @@ def test_defaults_describe_the_sim_graph_in_activation_order():
     assert Path(graph.node("critic_node").parameters["critic"]).is_absolute()
     assert graph.node("critic_node").parameters["autostart"] is False
     assert all(n.remappings == () for n in graph.nodes)
+
+
+def test_overlay_node_only_on_request():
+    assert OVERLAY[2] not in [n.name for n in describe().nodes]
+    graph = describe({"overlay": "true"})
+    overlay = graph.node(OVERLAY[2])
+    assert (overlay.package, overlay.executable, overlay.lifecycle) == (*OVERLAY[:2], False)
+    assert overlay.parameters["enabled"] is True
+    assert overlay.parameters["camera_xyz"] == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="calibration"):
+        describe({"overlay": "true", "robot": "real", "policy": "octo"})
+    with pytest.raises(ValueError, match="true or false"):
+        describe({"overlay": "yes"})
 
 
 def test_launch_arguments_reach_every_node_that_needs_them(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vgps import __version__, critic_cmd, eval_cmd, up_cmd
+from vgps import __version__, critic_cmd, eval_cmd, monitor_cmd, up_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     critic_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
+    monitor_cmd.add_parser(sub)
     up_cmd.add_parser(sub)
     return parser
 

@@ -19,7 +19,12 @@ beta            selection temperature -> selector_node (and critic_node, unused 
 task            sim task -> arm_driver.task
 instruction     instruction override -> arm_driver, policy_node, critic_node
 camera          (robot:=real) the camera driver's image topic, forwarded after each action
-record          accepted and passed through; bag recording arrives with the recording issue
+overlay         ``true`` adds ``overlay_node`` (enabled), which draws every step's candidates
+                coloured by Q on the camera frame -> ``vgps/overlay``; default ``false``
+record          bag directory (must not exist yet): adds the ``recorder`` node
+                (:mod:`vgps.recorder_node`, not managed, started first), which records the
+                steering topics into a rosbag2 bag (MCAP); ``''`` = no recording. Its
+                parameters can be overridden as ``recorder.<param>``
 ==============  ===========================================================================
 
 Usage::
@@ -32,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,8 +67,10 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "task": LaunchArgument("", "sim task ('' = the parameter file's)"),
     "instruction": LaunchArgument("", "instruction override ('' = the task's own)"),
     "camera": LaunchArgument("/camera/image_raw", "robot:=real: the camera driver's topic"),
-    "record": LaunchArgument("", "accepted and passed through; bag recording arrives with "
-                                 "the recording issue"),
+    "overlay": LaunchArgument("false", "true: start overlay_node, which publishes vgps/overlay "
+                                       "(the candidates drawn on the camera frame)"),
+    "record": LaunchArgument("", "bag directory to record the steering topics into (rosbag2, "
+                                 "MCAP); '' = no recording"),
 }
 
 
@@ -104,6 +112,16 @@ NODES = (
     ("vgps_widowx", "selector_node", "selector_node", False),
     ("vgps_widowx", "arm_driver_node", "arm_driver", True),
 )
+# The candidate overlay (overlay:=true): a plain node, off unless asked for.
+OVERLAY = ("vgps_widowx", "overlay_node", "overlay_node")
+# The bag recorder (record:=DIR): a plain node of this package, started before all others so it
+# is subscribed before the first episode, and stopped after them so it records everything.
+RECORDER = ("vgps", "vgps-recorder", "recorder")
+# Its parameters (vgps.recorder_node); None = the node's own default (topics: the steering
+# topics), left out of the parameter file.
+RECORDER_PARAMETERS: dict[str, Any] = {"path": "", "topics": None, "chunk_size": 512 * 1024,
+                                       "compression": "zstd", "flush_period_s": 2.0,
+                                       "run_info": "{}"}
 
 
 def default_config() -> Path:
@@ -159,6 +177,13 @@ def describe(arguments: Mapping[str, str] | None = None,
     missing = {n for _, _, n, _ in NODES} - set(params)
     if missing:
         raise ValueError(f"parameter file lacks node(s) {sorted(missing)}")
+    recorder = RECORDER[2]
+    if args["record"]:
+        params[recorder] = {**RECORDER_PARAMETERS, **params.get(recorder, {}),
+                            "path": str(Path(args["record"]).expanduser().resolve())}
+    elif recorder in (overrides or {}):
+        raise ValueError(f"overrides for {recorder!r}: the recorder runs only with "
+                         "record:=DIR (vgps up --record DIR)")
 
     def put(node: str, key: str, value: Any) -> None:
         params[node][key] = coerce(value, params[node].get(key), f"{node}.{key}")
@@ -195,6 +220,16 @@ def describe(arguments: Mapping[str, str] | None = None,
     if critic and not Path(critic).is_absolute():
         params["critic_node"]["critic"] = str(Path(critic).resolve())
     nodes = []
+    if args["record"]:
+        values = {k: v for k, v in params[recorder].items() if v is not None}
+        if values.get("run_info", "{}") == "{}":  # what vgps replay needs to re-score the run
+            values["run_info"] = json.dumps({
+                "vgps.critic": params["critic_node"].get("critic", ""),
+                "vgps.policy": args["policy"], "vgps.robot": args["robot"],
+                "vgps.k": params["selector_node"].get("k", ""),
+                "vgps.beta": params["selector_node"].get("beta", ""),
+                "vgps.execute": params["selector_node"].get("execute", "")})
+        nodes.append(NodeSpec(RECORDER[0], RECORDER[1], recorder, values, (), lifecycle=False))
     for package, executable, name, lifecycle in NODES:
         values = dict(params[name])
         if lifecycle:
@@ -203,6 +238,15 @@ def describe(arguments: Mapping[str, str] | None = None,
         if name == "arm_driver" and args["robot"] == "real":
             remaps = (("camera/source", args["camera"]),)
         nodes.append(NodeSpec(package, executable, name, values, remaps, lifecycle))
+    if args["overlay"] not in ("true", "false"):
+        raise ValueError(f"overlay:={args['overlay']!r}: use true or false")
+    if args["overlay"] == "true":
+        values = {**params.get(OVERLAY[2], {}), "enabled": True}
+        if args["robot"] == "real" and values.get("camera_model", "sim") == "sim":
+            raise ValueError("overlay:=true with robot:=real needs the camera's calibration: "
+                             "set overlay_node camera_model: params, fx, fy, cx, cy, "
+                             "camera_xyz and camera_rpy in the parameter file")
+        nodes.append(NodeSpec(*OVERLAY, values, (), lifecycle=False))
     return Graph(nodes=tuple(nodes), arguments=args)
 
 

@@ -8,6 +8,12 @@ shuts everything down: SIGINT to every node, SIGTERM after ``sigint_timeout_s``,
 ``sigterm_timeout_s`` - no orphans. ROS isolation (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``,
 a random ``ROS_DOMAIN_ID``) is set when the caller has not set it.
 
+With ``record:=DIR`` the bag recorder (:mod:`vgps.recorder_node`) starts first; the arm driver is
+activated (which starts the first episode) only once the recorder subscribes to the steering
+topics, and at shutdown the recorder gets its SIGINT after every other node has exited, so the
+bag is finalised and holds everything they published. ``summary.json`` then says what the bag
+holds (``"bag"``).
+
 A node process that dies is reported and the rest keeps running (the selector falls back, the arm
 holds); only the arm driver's death ends the run. Node logs go to ``<out>/logs/<node>.log``;
 ``<out>/processes.json`` lists the node PIDs, ``<out>/params.yaml`` the parameters used.
@@ -32,13 +38,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vgps.graph import Graph, NodeSpec, describe
+from vgps.graph import RECORDER, Graph, NodeSpec, describe
 
 TRANSITIONS = {"configure": 1, "activate": 3}  # lifecycle_msgs/msg/Transition ids
 
@@ -130,20 +136,33 @@ class NodeProcesses:
             return ""
         return "\n".join(text[-lines:])
 
-    def shutdown(self, sigint_timeout_s: float = 10.0, sigterm_timeout_s: float = 5.0) -> None:
-        """SIGINT every live node, then SIGTERM, then SIGKILL (process groups)."""
-        for sig, timeout in ((signal.SIGINT, sigint_timeout_s),
-                             (signal.SIGTERM, sigterm_timeout_s), (signal.SIGKILL, 5.0)):
-            alive = [p for p in self.procs.values() if p.poll() is None]
-            if not alive:
-                return
-            for proc in alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, sig)
-            deadline = time.monotonic() + timeout
-            for proc in alive:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+    def shutdown(self, sigint_timeout_s: float = 10.0, sigterm_timeout_s: float = 5.0,
+                 last: Collection[str] = ()) -> None:
+        """SIGINT every live node, then SIGTERM, then SIGKILL (process groups).
+
+        The nodes named in ``last`` (the recorder) are stopped the same way, but only once all
+        the others have exited.
+        """
+        first = [p for name, p in self.procs.items() if name not in last]
+        then = [p for name, p in self.procs.items() if name in last]
+        for group in (first, then):
+            _stop(group, sigint_timeout_s, sigterm_timeout_s)
+
+
+def _stop(procs: list[subprocess.Popen], sigint_timeout_s: float,
+          sigterm_timeout_s: float) -> None:
+    for sig, timeout in ((signal.SIGINT, sigint_timeout_s),
+                         (signal.SIGTERM, sigterm_timeout_s), (signal.SIGKILL, 5.0)):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            return
+        for proc in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + timeout
+        for proc in alive:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
 
 
 class TransitionError(RuntimeError):
@@ -218,6 +237,7 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
             graph.node("arm_driver").parameters["episodes"])
         expected = expected or None
     _check_critic(graph)
+    bag = _check_record(graph)
     workdir = Path(config.out) if config.out else Path(tempfile.mkdtemp(prefix="vgps-up-"))
     stop = stop or threading.Event()
 
@@ -236,9 +256,8 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     spinner.start()
     procs = NodeProcesses(graph, workdir, env)
     echo(f"vgps up: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs and parameters in {workdir}")
-    if graph.arguments.get("record"):
-        echo(f"note: record:={graph.arguments['record']} is accepted; bag recording arrives "
-             "with the recording issue")
+    if bag is not None:
+        echo(f"recording the steering topics to {bag}")
     exit_code = 0
     previous = _raise_on_sigterm()
     try:
@@ -251,7 +270,7 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
         exit_code = 130
     finally:
         echo("shutting the graph down ...")
-        procs.shutdown()
+        procs.shutdown(last=[RECORDER[2]])
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
@@ -262,6 +281,8 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     if config.video and sim:
         video = monitor.write_video(workdir / "episode_0.mp4")
         summary["video"] = str(video) if video else None
+    if bag is not None:
+        summary["bag"] = _bag_summary(bag, echo)
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -285,15 +306,73 @@ def _check_critic(graph: Graph) -> None:
             "a random one for plumbing tests with `vgps critic init --config sim --out DIR`)")
 
 
+def _check_record(graph: Graph) -> Path | None:
+    """The bag directory of ``record:=``, checked before anything starts (None: no recording)."""
+    try:
+        spec = graph.node(RECORDER[2])
+    except KeyError:
+        return None
+    path = Path(spec.parameters["path"])
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"record:={path}: already exists and is not an empty directory; "
+                              "record into a new path")
+    return path
+
+
+def _bag_summary(path: Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    """What the recorded bag holds (messages per topic, problems), echoed in one line."""
+    from vgps.bag import BagError, BagReader
+
+    try:
+        reader = BagReader(path)
+    except BagError as exc:
+        echo(f"warning: the bag could not be read: {exc}")
+        return {"path": str(path), "error": str(exc)}
+    counts = {name: topic.count for name, topic in reader.topics.items()}
+    echo(f"bag {path}: {sum(counts.values())} messages on {len(counts)} topics"
+         + (f"; problems: {'; '.join(reader.problems)}" if reader.problems else ""))
+    return {"path": str(path), "messages": counts, "problems": reader.problems}
+
+
+def _wait_subscribed(node: Any, spec: NodeSpec, procs: NodeProcesses, timeout_s: float) -> None:
+    """Waits until the recorder subscribes to the steering topics (it must see episode 0).
+
+    Raises:
+        TransitionError: it exited or did not subscribe in time.
+    """
+    from rclpy.node import NodeNameNonExistentError
+
+    from vgps.recorder_node import expected_subscriptions
+
+    wanted = set(expected_subscriptions(spec.parameters.get("topics")))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if spec.name in procs.exited():
+            raise TransitionError(spec.name, "exited at start-up")
+        try:
+            found = {t for t, _ in node.get_subscriber_names_and_types_by_node(spec.name, "/")}
+        except NodeNameNonExistentError:  # not discovered yet
+            found = set()
+        if wanted <= found:
+            return
+        if time.monotonic() > deadline:
+            raise TransitionError(spec.name, f"not subscribed to {sorted(wanted - found)} "
+                                             f"after {timeout_s:g} s")
+        time.sleep(0.1)
+
+
 def _bring_up(graph: Graph, procs: NodeProcesses, lifecycle: Lifecycle, config: UpConfig,
               echo: Callable[[str], None]) -> int:
     managed = [n.name for n in graph.nodes if n.lifecycle]
     first, last = managed[:-1], managed[-1:]  # the arm driver activates last (starts episodes)
+    recorders = [n for n in graph.nodes if n.name == RECORDER[2]]
     start = time.monotonic()
     try:
         echo(f"configuring {', '.join(managed)} (loads models, warms up JIT) ...")
         lifecycle.transition(managed, "configure", config.startup_timeout_s, procs.exited)
         lifecycle.transition(first, "activate", 30.0, procs.exited)
+        for spec in recorders:  # subscribed before the first episode starts
+            _wait_subscribed(lifecycle.node, spec, procs, 30.0)
         lifecycle.transition(last, "activate", 30.0, procs.exited)
     except TransitionError as exc:
         echo(f"vgps up: error: {exc}")

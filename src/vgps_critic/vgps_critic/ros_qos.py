@@ -47,6 +47,7 @@ Q_MEAN = "vgps/q_mean"  # std_msgs/Float32
 Q_SELECTED = "vgps/q_selected"  # std_msgs/Float32
 Q_MARGIN = "vgps/q_margin"  # std_msgs/Float32
 DIAGNOSTICS = "/diagnostics"  # diagnostic_msgs/DiagnosticArray
+OVERLAY = "vgps/overlay"  # sensor_msgs/Image rgb8: candidates drawn on the frame (overlay_node)
 
 # -- services (std_srvs/Trigger) ----------------------------------------------------------------
 ESTOP = "vgps/estop"  # selector: latch the e-stop

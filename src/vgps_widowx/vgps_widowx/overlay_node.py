@@ -1,0 +1,256 @@
+"""overlay_node: draws each step's candidates, Q-values and choice on its camera frame.
+
+A separate plain node, so drawing never delays the selector's control loop. It matches messages
+by the source image's stamp: ``camera/image_raw``, ``joint_states`` (published by the arm driver
+with the image's stamp), ``vgps/scored`` and ``vgps/selected``; when the decision for a frame
+arrives it draws :func:`vgps_widowx.overlay.draw_overlay` (the first action of each candidate
+chunk as an arrow from the current end-effector position, which comes from forward kinematics of
+the joint states) and publishes ``vgps/overlay`` (sensor_msgs/Image rgb8, the frame's stamp and
+frame_id; reliable, so image viewers with either reliability setting receive it).
+
+Off by default: nothing is drawn or published until the parameter ``enabled`` is true (live).
+
+Camera model (parameter ``camera_model``):
+
+* ``sim`` (default) - the MuJoCo scene's over-the-shoulder camera
+  (:func:`vgps_widowx.sim.camera.sim_camera_model`) for the size of the incoming frames;
+* ``params`` - a calibrated real camera: ``fx``, ``fy``, ``cx``, ``cy`` (px, CameraInfo ``K``)
+  for ``camera_width x camera_height`` frames (0: the incoming frames' size; other frame sizes
+  are rescaled), and the pose of the camera's optical frame (z forward, x right, y down) in the
+  arm's base frame: ``camera_xyz`` (m) and ``camera_rpy`` (rad, ``Rz(yaw) Ry(pitch) Rx(roll)``).
+  With a URDF/TF this is the transform ``base_link -> <camera>_optical_frame``.
+
+Usage::
+
+    overlay_node --ros-args -p enabled:=true
+    overlay_node --ros-args -p enabled:=true -p camera_model:=params \\
+        -p fx:=615.0 -p fy:=615.0 -p cx:=319.5 -p cy:=239.5 \\
+        -p camera_xyz:="[-0.15, 0.32, 0.62]" -p camera_rpy:="[-2.41, 0.0, -2.2]"
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+
+from vgps_critic import ros_qos
+from vgps_critic.input_guard import MessageError
+from vgps_critic.ros_conversions import candidates_from_msg, image_from_msg, image_to_msg
+from vgps_critic.ros_runtime import describe, result, spin
+from vgps_interfaces.msg import ScoredCandidates, SelectedAction
+from vgps_widowx.camera_model import CameraModel, camera_model_from_params
+from vgps_widowx.overlay import OverlayConfig, draw_overlay
+from vgps_widowx.ros_conversions import stamp_to_ns
+from vgps_widowx.sim import robot
+
+CAMERA_MODELS = ("sim", "params")
+LIVE = ("enabled", "arrow_gain", "min_size", "line_width")
+_KEEP = 8  # stamps remembered per topic for matching
+# Reliable publisher: matches reliable subscribers (rqt_image_view) and best-effort ones alike.
+OVERLAY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+
+
+class OverlayNode(Node):
+    """The candidate overlay as a ROS node (see the module docstring).
+
+    Args:
+        name: node name.
+        **kwargs: passed to ``rclpy.node.Node`` (e.g. ``context``, ``parameter_overrides``).
+    """
+
+    def __init__(self, name: str = "overlay_node", **kwargs: Any):
+        super().__init__(name, **kwargs)
+        d = OverlayConfig()
+        self.declare_parameter("enabled", False, describe(
+            "draw and publish vgps/overlay (live; off by default)"))
+        self.declare_parameter("arrow_gain", d.arrow_gain, describe(
+            "arrows show this many times the commanded EE displacement (live)",
+            float_range=(0.1, 100.0)))
+        self.declare_parameter("min_size", d.min_size, describe(
+            "frames with a shorter side below this are upscaled by an integer factor (live)",
+            int_range=(0, 4096)))
+        self.declare_parameter("line_width", d.line_width, describe(
+            "arrow width in output pixels (live)", int_range=(1, 20)))
+        self.declare_parameter("camera_model", "sim", describe(
+            "sim: the MuJoCo scene camera; params: fx/fy/cx/cy + camera_xyz/camera_rpy",
+            choices=CAMERA_MODELS, read_only=True))
+        for key in ("fx", "fy", "cx", "cy"):
+            self.declare_parameter(key, 0.0, describe(
+                f"camera_model=params: intrinsic {key} (px) for camera_width x camera_height",
+                read_only=True))
+        for key in ("camera_width", "camera_height"):
+            self.declare_parameter(key, 0, describe(
+                "camera_model=params: image size the intrinsics are for (0: the frames' size)",
+                int_range=(0, 16384), read_only=True))
+        self.declare_parameter("camera_xyz", [0.0, 0.0, 0.0], describe(
+            "camera_model=params: optical centre in the base frame (m)", read_only=True))
+        self.declare_parameter("camera_rpy", [0.0, 0.0, 0.0], describe(
+            "camera_model=params: roll, pitch, yaw (rad) of the optical frame (z forward, "
+            "y down) in the base frame", read_only=True))
+        self._config = self._read_config({})
+        self._enabled = bool(self.get_parameter("enabled").value)
+        self._cameras: dict[tuple[int, int], CameraModel] = {}
+        self._sim_model = None
+        self._check_camera_parameters()
+        self.add_on_set_parameters_callback(self._on_set)
+
+        from vgps_widowx.interbotix_arm import kinematic_model  # the arm's MJCF, FK only
+        from vgps_widowx.sim.kinematics import ArmKinematics
+
+        self._kin = ArmKinematics(kinematic_model())
+        self._images: OrderedDict[int, Image] = OrderedDict()
+        self._joints: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._scored: OrderedDict[int, ScoredCandidates] = OrderedDict()
+        self.published = 0
+        self._last_warn = 0.0
+        self._pub = self.create_publisher(Image, ros_qos.OVERLAY, OVERLAY_QOS)
+        self.create_subscription(Image, ros_qos.CAMERA, self._on_image, ros_qos.SENSOR)
+        self.create_subscription(JointState, ros_qos.JOINT_STATES, self._on_joints,
+                                 ros_qos.COMMAND)
+        self.create_subscription(ScoredCandidates, ros_qos.SCORED, self._on_scored,
+                                 ros_qos.COMMAND)
+        self.create_subscription(SelectedAction, ros_qos.SELECTED, self._on_selected,
+                                 ros_qos.COMMAND)
+
+    # -- parameters -------------------------------------------------------------------------------
+    def _read_config(self, changes: dict[str, Any]) -> OverlayConfig:
+        def value(key: str) -> Any:
+            return changes[key] if key in changes else self.get_parameter(key).value
+
+        return OverlayConfig(arrow_gain=float(value("arrow_gain")),
+                             min_size=int(value("min_size")), line_width=int(value("line_width")))
+
+    def _on_set(self, params):
+        changes = {p.name: p.value for p in params if p.name in LIVE}
+        if not changes:
+            return result()
+        try:
+            config = self._read_config(changes)
+        except ValueError as exc:
+            return result(str(exc))
+        self._config = config
+        if "enabled" in changes:
+            self._enabled = bool(changes["enabled"])
+            self.get_logger().info(f"overlay {'enabled' if self._enabled else 'disabled'}")
+        return result()
+
+    def _check_camera_parameters(self) -> None:
+        """Fails at start-up (not on the first frame) when the camera parameters are unusable."""
+        kind = self.get_parameter("camera_model").value
+        if kind not in CAMERA_MODELS:
+            raise ValueError(f"{self.get_name()}: camera_model={kind!r}: use one of "
+                             f"{', '.join(CAMERA_MODELS)}")
+        if self.get_parameter("camera_model").value == "sim":
+            self._camera_for(256, 256)  # builds the scene model now, not on the first frame
+        else:
+            self._camera_for(int(self.get_parameter("camera_width").value) or 640,
+                             int(self.get_parameter("camera_height").value) or 480)
+
+    def _camera_for(self, width: int, height: int) -> CameraModel:
+        key = (width, height)
+        if key in self._cameras:
+            return self._cameras[key]
+        if self.get_parameter("camera_model").value == "sim":
+            from vgps_widowx.sim.camera import sim_camera_model
+
+            if self._sim_model is None:
+                import mujoco
+
+                from vgps_widowx.sim import scene
+
+                self._sim_model = mujoco.MjModel.from_xml_string(scene.build_scene_xml())
+            camera = sim_camera_model(self._sim_model, width, height)
+        else:
+            p = {k: self.get_parameter(k).value for k in (
+                "fx", "fy", "cx", "cy", "camera_width", "camera_height", "camera_xyz",
+                "camera_rpy")}
+            try:
+                camera = camera_model_from_params(
+                    p["fx"], p["fy"], p["cx"], p["cy"], p["camera_width"] or width,
+                    p["camera_height"] or height, list(p["camera_xyz"]), list(p["camera_rpy"]))
+            except ValueError as exc:
+                raise ValueError(f"{self.get_name()}: camera_model=params needs fx, fy, cx, cy "
+                                 f"> 0, camera_xyz and camera_rpy ({exc})") from None
+            camera = camera.scaled(width, height)
+        self._cameras[key] = camera
+        return camera
+
+    # -- callbacks --------------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        if self._enabled:
+            _remember(self._images, stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_joints(self, msg: JointState) -> None:
+        if not self._enabled:
+            return
+        index = {name: i for i, name in enumerate(msg.name)}
+        missing = [j for j in robot.ARM_JOINTS if j not in index]
+        if missing or len(msg.position) < len(msg.name):
+            self._warn(f"joint_states without {missing or 'positions'}: ignored")
+            return
+        q = np.array([msg.position[index[j]] for j in robot.ARM_JOINTS], dtype=np.float64)
+        if np.all(np.isfinite(q)):
+            _remember(self._joints, stamp_to_ns(msg.header.stamp), q)
+
+    def _on_scored(self, msg: ScoredCandidates) -> None:
+        if self._enabled:
+            _remember(self._scored, stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_selected(self, msg: SelectedAction) -> None:
+        if not self._enabled:
+            return
+        stamp = stamp_to_ns(msg.header.stamp)
+        image, scored = self._images.get(stamp), self._scored.get(stamp)
+        if image is None or scored is None:
+            return  # a watchdog hold (no source frame) or a frame this node never saw
+        joints = self._joints.get(stamp)
+        if joints is None and self._joints:
+            joints = next(reversed(self._joints.values()))  # newest: the arm has not moved since
+        if joints is None:
+            self._warn("no joint_states yet: cannot place the end effector")
+            return
+        try:
+            frame = image_from_msg(image)
+            cands = candidates_from_msg(scored.candidates)
+            q = np.asarray(scored.q_values, dtype=np.float32).reshape(-1)  # NaN drawn grey
+            if q.size != cands.chunks.shape[0]:
+                raise MessageError("bad_q", f"{q.size} Q-values for k={cands.chunks.shape[0]}")
+        except MessageError as exc:
+            self._warn(f"cannot draw step {msg.step}: {exc.kind}: {exc.detail}")
+            return
+        chosen = int(msg.index) if 0 <= int(msg.index) < len(q) else -1
+        ee_pos, _ = self._kin.forward(joints)
+        height, width = frame.shape[:2]
+        out = draw_overlay(frame, self._camera_for(width, height), ee_pos, cands.chunks[:, 0],
+                           q, chosen, self._config, note=f"step {msg.step}  {msg.reason}")
+        self._pub.publish(image_to_msg(out, stamp, image.header.frame_id or "camera"))
+        self.published += 1
+
+    def _warn(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warn > 5.0:
+            self._last_warn = now
+            self.get_logger().warn(text)
+
+
+def _remember(table: OrderedDict, key: int, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > _KEEP:
+        table.popitem(last=False)
+
+
+def main(args: list[str] | None = None) -> None:
+    spin(OverlayNode, args)
+
+
+if __name__ == "__main__":
+    main()
