@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vgps import __version__, critic_cmd, eval_cmd, monitor_cmd, up_cmd
+from vgps import __version__, critic_cmd, eval_cmd, monitor_cmd, replay_cmd, up_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     critic_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
+    replay_cmd.add_parser(sub)
     up_cmd.add_parser(sub)
     return parser
 
