@@ -102,6 +102,21 @@ def test_bad_override_is_reported(tmp_path, capsys):
     assert "has no field 'nonsense'" in capsys.readouterr().err
 
 
+def test_dependent_fields_are_overridden_together():
+    from vgps_training.config import apply_overrides, preset
+
+    base = preset("sim", "data")
+    config = apply_overrides(base, ["data.labels.discount=0.9", "calql.discount=0.9",
+                                    "calql.cql_alpha=1", "steps=10"])
+    assert config.data.labels.discount == config.calql.discount == 0.9
+    assert config.calql.cql_alpha == 1.0 and isinstance(config.calql.cql_alpha, float)
+    assert config.steps == 10 and config.critic == base.critic
+    with pytest.raises(ValueError, match="must equal"):  # validated once, after all of them
+        apply_overrides(base, ["calql.discount=0.9"])
+    with pytest.raises(ValueError, match="has no field 'nope'"):
+        apply_overrides(base, ["data.nope=1"])
+
+
 @pytest.mark.parametrize("agent", ["calql", "iql"])
 def test_bridge_plus_fractal_mixture_trains(agent, tmp_path):
     """The real Bridge slice mixed with a Fractal-schema dataset: two steps of each agent."""

@@ -119,37 +119,42 @@ def preset(name: str, data_dir: str) -> TrainConfig:
     raise ValueError(f"unknown config {name!r}; choose from paper, sim, debug")
 
 
-def apply_overrides(config: Any, overrides: list[str]) -> Any:
-    """Apply ``a.b.c=value`` overrides (value parsed as JSON, else taken as a string)."""
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``a.b.c=value`` overrides (value parsed as JSON, else taken as a string).
+
+    All overrides are applied before the config is validated, so fields that must agree can be
+    changed together (``--set data.labels.discount=0.9 --set calql.discount=0.9``).
+    """
+    raw = config.to_dict()
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r}: use key=value, e.g. steps=100 or "
                              "calql.cql_alpha=1.0")
-        key, raw = item.split("=", 1)
+        key, text = item.split("=", 1)
         try:
-            value = json.loads(raw)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            value = raw
-        config = _replace_path(config, key.strip().split("."), value, key)
-    return config
+            value = text
+        _set_path(raw, key.strip().split("."), value, key)
+    return from_dict(raw)
 
 
-def _replace_path(obj: Any, path: list[str], value: Any, full: str) -> Any:
-    if not dataclasses.is_dataclass(obj):
-        raise ValueError(f"override {full!r}: {type(obj).__name__} has no fields")
-    fields = {f.name: f for f in dataclasses.fields(obj)}
-    head = path[0]
-    if head not in fields:
-        raise ValueError(f"override {full!r}: {type(obj).__name__} has no field {head!r}; "
-                         f"fields: {sorted(fields)}")
-    current = getattr(obj, head)
-    if len(path) > 1:
-        return dataclasses.replace(obj, **{head: _replace_path(current, path[1:], value, full)})
-    if isinstance(current, tuple) and isinstance(value, list):
-        value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-    if isinstance(current, float) and isinstance(value, int):
-        value = float(value)
-    return dataclasses.replace(obj, **{head: value})
+def _set_path(tree: dict[str, Any], path: list[str], value: Any, full: str) -> None:
+    node = tree
+    for depth, name in enumerate(path):
+        if not isinstance(node, dict):
+            where = ".".join(path[:depth])
+            raise ValueError(f"override {full!r}: {where!r} has no fields")
+        if name not in node:
+            where = ".".join(path[:depth]) or "the config"
+            raise ValueError(f"override {full!r}: {where} has no field {name!r}; "
+                             f"fields: {sorted(node)}")
+        if depth == len(path) - 1:
+            if isinstance(node[name], float) and isinstance(value, int):
+                value = float(value)
+            node[name] = value
+        else:
+            node = node[name]
 
 
 def with_critic(config: TrainConfig, **changes: Any) -> TrainConfig:
