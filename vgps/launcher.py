@@ -242,24 +242,32 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     stop = stop or threading.Event()
 
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from vgps.graph_monitor import GraphMonitor
 
-    rclpy.init(args=["vgps-up"])  # not sys.argv: name:=value there are launch arguments
+    # SIGINT / SIGTERM raise KeyboardInterrupt in this thread, which shuts the graph down in
+    # order below (rclpy's own handlers chain to these). Not sys.argv: name:=value there are
+    # launch arguments.
+    previous = _interrupt_on_signals(before_rclpy=True)
+    rclpy.init(args=["vgps-up"])
+    previous.update(_interrupt_on_signals(before_rclpy=False))
     node = rclpy.create_node("vgps_up")
     monitor = GraphMonitor(node, video=config.video and sim,
                            echo=None if config.quiet else echo)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
+    def spin() -> None:
+        with contextlib.suppress(ExternalShutdownException):  # Ctrl-C: rclpy shut it down
+            executor.spin()
+
+    spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
     procs = NodeProcesses(graph, workdir, env)
     echo(f"vgps up: ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}, logs and parameters in {workdir}")
     if bag is not None:
         echo(f"recording the steering topics to {bag}")
     exit_code = 0
-    previous = _raise_on_sigterm()
     try:
         procs.start()
         exit_code = _bring_up(graph, procs, Lifecycle(node), config, echo)
@@ -274,8 +282,9 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be restored
+                signal.signal(signum, handler)
     summary = {**monitor.summary(), "arguments": graph.arguments, "exit_code": exit_code,
                "ros_domain_id": int(env["ROS_DOMAIN_ID"])}
     if config.video and sim:
@@ -287,15 +296,26 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     return summary
 
 
-def _raise_on_sigterm() -> Any:
-    """SIGTERM ends the run like Ctrl-C (the graph is shut down, no orphans)."""
+def _interrupt_on_signals(before_rclpy: bool) -> dict[int, Any]:
+    """SIGINT and SIGTERM end the run like Ctrl-C (the graph is shut down, no orphans).
+
+    Before ``rclpy.init`` SIGINT is set to Python's default, which rclpy's handler then chains
+    to: a process started in the background by a non-interactive shell (CI runners, ``nohup``)
+    inherits SIGINT *ignored*, and so would every node it starts. After ``rclpy.init`` SIGTERM
+    gets a handler that raises KeyboardInterrupt.
+
+    Returns:
+        The previous handlers, to restore (empty outside the main thread).
+    """
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
+    if before_rclpy:
+        return {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, handler)
+    return {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
 
 
 def _check_critic(graph: Graph) -> None:

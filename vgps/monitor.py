@@ -29,6 +29,7 @@ import collections
 import dataclasses
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable
@@ -310,7 +311,10 @@ def run(config: MonitorConfig, console: Console | None = None) -> int:
 
     console = console or Console()
     context = rclpy.Context()
-    # Python's own SIGINT handling: Ctrl-C raises KeyboardInterrupt here, in the main thread.
+    # Python's own SIGINT handling: Ctrl-C raises KeyboardInterrupt here, in the main thread
+    # (set explicitly: a process started in the background inherits SIGINT ignored).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=["vgps-monitor"], context=context,
                signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(f"vgps_monitor_{os.getpid()}", namespace=config.namespace or None,

@@ -22,6 +22,7 @@ Usage::
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -42,6 +43,9 @@ OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.E
 
 def spin(node_factory: Callable[[], Node], args: list[str] | None = None) -> None:
     """Builds the node and spins it on a single-threaded executor until shutdown."""
+    # SIGINT must stop the node even when its parent ignored SIGINT (a background job of a
+    # non-interactive shell passes that on); rclpy chains its handler to this one.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     rclpy.init(args=args)
     node = None
     try:
