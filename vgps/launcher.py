@@ -280,6 +280,10 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
         echo("shutting the graph down ...")
         procs.shutdown(last=[RECORDER[2]])
         executor.shutdown(timeout_sec=1.0)
+        # The spinner must be gone before the interpreter finalises: a daemon thread still in
+        # rclpy's wait is killed mid C++ frame then, which aborts the process ("terminate
+        # called without an active exception").
+        spinner.join(timeout=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
         for signum, handler in previous.items():

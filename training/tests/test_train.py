@@ -106,13 +106,13 @@ def test_dependent_fields_are_overridden_together():
     from vgps_training.config import apply_overrides, preset
 
     base = preset("sim", "data")
-    config = apply_overrides(base, ["data.labels.discount=0.9", "calql.discount=0.9",
-                                    "calql.cql_alpha=1", "steps=10"])
-    assert config.data.labels.discount == config.calql.discount == 0.9
-    assert config.calql.cql_alpha == 1.0 and isinstance(config.calql.cql_alpha, float)
+    config = apply_overrides(base, ["data.labels.discount=0.95", "calql.discount=0.95",
+                                    "calql.cql_alpha=2", "steps=10"])
+    assert config.data.labels.discount == config.calql.discount == 0.95
+    assert config.calql.cql_alpha == 2.0 and isinstance(config.calql.cql_alpha, float)
     assert config.steps == 10 and config.critic == base.critic
     with pytest.raises(ValueError, match="must equal"):  # validated once, after all of them
-        apply_overrides(base, ["calql.discount=0.9"])
+        apply_overrides(base, ["calql.discount=0.95"])
     with pytest.raises(ValueError, match="has no field 'nope'"):
         apply_overrides(base, ["data.nope=1"])
 
