@@ -265,15 +265,15 @@ class _EndEffector:
             self.error = f"{type(exc).__name__}: {exc}"
 
     def __call__(self, msg: Any) -> np.ndarray | None:
-        from vgps_widowx.sim import robot
+        from vgps_widowx.ros_conversions import MessageError, arm_joints_from_msg
 
         if self._kin is None or msg is None:
             return None
-        index = {name: i for i, name in enumerate(msg.name)}
-        if any(j not in index for j in robot.ARM_JOINTS) or len(msg.position) < len(msg.name):
+        try:
+            q = arm_joints_from_msg(msg)
+        except MessageError:
             return None
-        q = np.array([msg.position[index[j]] for j in robot.ARM_JOINTS], dtype=np.float64)
-        return np.asarray(self._kin.forward(q)[0]) if np.all(np.isfinite(q)) else None
+        return np.asarray(self._kin.forward(q)[0])
 
 
 def _json_safe(value: Any) -> Any:

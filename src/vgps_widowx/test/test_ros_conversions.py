@@ -13,6 +13,7 @@ pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 from vgps_interfaces.msg import EpisodeStatus, SelectedAction
 from vgps_widowx.ros_conversions import (
     MessageError,
+    arm_joints_from_msg,
     episode_msg,
     joint_state_msg,
     selected_actions,
@@ -65,6 +66,19 @@ def test_joint_state_and_episode_status():
     ep = episode_msg(2, "carrot_on_plate", "put carrot on plate", 9,
                      EpisodeStatus.EVENT_SUCCEEDED, True, 5)
     assert (ep.episode, ep.step, ep.event, ep.success) == (2, 9, "succeeded", True)
+
+
+def test_arm_joints_read_back_by_name():
+    js = joint_state_msg(np.arange(6.0) / 10, 0.7, 5)
+    np.testing.assert_array_equal(arm_joints_from_msg(js), np.arange(6.0) / 10)
+    js.name, js.position = list(js.name)[::-1], list(js.position)[::-1]  # any order
+    np.testing.assert_array_equal(arm_joints_from_msg(js), np.arange(6.0) / 10)
+    js.name = [n for n in js.name if n != "waist"]
+    with pytest.raises(MessageError, match="without"):
+        arm_joints_from_msg(js)
+    nan = joint_state_msg(np.array([0, np.nan, 0, 0, 0, 0]), 1.0, 5)
+    with pytest.raises(MessageError, match="NaN"):
+        arm_joints_from_msg(nan)
 
 
 def test_sim_state_round_trip_restores_arrays():

@@ -46,8 +46,7 @@ from vgps_critic.ros_runtime import describe, result, spin
 from vgps_interfaces.msg import ScoredCandidates, SelectedAction
 from vgps_widowx.camera_model import CameraModel, camera_model_from_params
 from vgps_widowx.overlay import OverlayConfig, draw_overlay
-from vgps_widowx.ros_conversions import stamp_to_ns
-from vgps_widowx.sim import robot
+from vgps_widowx.ros_conversions import arm_joints_from_msg, stamp_to_ns
 
 CAMERA_MODELS = ("sim", "params")
 LIVE = ("enabled", "arrow_gain", "min_size", "line_width")
@@ -191,14 +190,12 @@ class OverlayNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         if not self._enabled:
             return
-        index = {name: i for i, name in enumerate(msg.name)}
-        missing = [j for j in robot.ARM_JOINTS if j not in index]
-        if missing or len(msg.position) < len(msg.name):
-            self._warn(f"joint_states without {missing or 'positions'}: ignored")
+        try:
+            q = arm_joints_from_msg(msg)
+        except MessageError as exc:
+            self._warn(f"{exc.detail}: ignored")
             return
-        q = np.array([msg.position[index[j]] for j in robot.ARM_JOINTS], dtype=np.float64)
-        if np.all(np.isfinite(q)):
-            _remember(self._joints, stamp_to_ns(msg.header.stamp), q)
+        _remember(self._joints, stamp_to_ns(msg.header.stamp), q)
 
     def _on_scored(self, msg: ScoredCandidates) -> None:
         if self._enabled:

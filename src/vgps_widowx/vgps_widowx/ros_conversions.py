@@ -41,10 +41,10 @@ EXECUTABLE_REASONS = ("argmax", "softmax", "fallback")
 JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
                "gripper")  # gripper: opening in [0, 1], 1 = open (not a joint angle)
 
-__all__ = ["ENCODINGS", "EXECUTABLE_REASONS", "JOINT_NAMES", "MessageError", "episode_msg",
-           "image_from_msg", "image_to_msg", "joint_state_msg", "selected_actions",
-           "selected_to_msg", "sim_state_from_msg", "sim_state_to_msg", "stamp_from_ns",
-           "stamp_to_ns"]
+__all__ = ["ENCODINGS", "EXECUTABLE_REASONS", "JOINT_NAMES", "MessageError",
+           "arm_joints_from_msg", "episode_msg", "image_from_msg", "image_to_msg",
+           "joint_state_msg", "selected_actions", "selected_to_msg", "sim_state_from_msg",
+           "sim_state_to_msg", "stamp_from_ns", "stamp_to_ns"]
 
 
 def selected_to_msg(decision: Any, stamp_ns: int, step: int | None = None) -> SelectedAction:
@@ -104,6 +104,22 @@ def joint_state_msg(joints: np.ndarray, gripper: float, stamp_ns: int) -> JointS
     msg.name = list(JOINT_NAMES)
     msg.position = [float(v) for v in np.asarray(joints, float).reshape(-1)] + [float(gripper)]
     return msg
+
+
+def arm_joints_from_msg(msg: JointState) -> np.ndarray:
+    """The six arm joint angles (rad, float64) of a JointState, by name, in ``JOINT_NAMES`` order.
+
+    Raises:
+        MessageError: ``bad_joint_state`` when a joint or its position is missing or not finite.
+    """
+    index = {name: i for i, name in enumerate(msg.name)}
+    missing = [j for j in JOINT_NAMES[:6] if j not in index]
+    if missing or len(msg.position) < len(msg.name):
+        raise MessageError("bad_joint_state", f"joint_states without {missing or 'positions'}")
+    q = np.array([msg.position[index[j]] for j in JOINT_NAMES[:6]], dtype=np.float64)
+    if not np.all(np.isfinite(q)):
+        raise MessageError("bad_joint_state", "joint positions contain NaN or inf")
+    return q
 
 
 def episode_msg(episode: int, task: str, instruction: str, step: int, event: str,
