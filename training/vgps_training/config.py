@@ -8,7 +8,12 @@ Presets (``preset(name, data_dir)``):
             a faster target (0.01) than the paper's (0.98, 5, 0.005): the simulated episodes are
             short (60 steps) and CPU budgets small, and with the paper's values 8k steps left Q
             far from converged (mean Q -19 against Monte-Carlo -42) and biased towards the
-            policy's most frequent action (alpha times the log density ratio)
+            policy's most frequent action (alpha times the log density ratio). Rewards use
+            H = 1: a simulated episode ends at the step that reaches the goal, so only that step
+            earns reward 0. The paper's H = 3 suits teleoperated episodes that go on for a few
+            steps after success; here it would make the two steps before the release terminal
+            with reward 0 too, so "hold and lift back up" at the place pose, when the release
+            still came within two steps, would be labelled exactly as good as releasing
     debug   a tiny critic on the Bridge slice for tests: 32x32, batch 8, a handful of steps
 """
 
@@ -113,7 +118,7 @@ def preset(name: str, data_dir: str) -> TrainConfig:
                             skip_unlabeled=False,
                             # failed sim episodes never reach the goal: MC return -1/(1-gamma)
                             labels=LabelConfig(failure_return="infinite_horizon",
-                                               discount=SIM_DISCOUNT)),
+                                               discount=SIM_DISCOUNT, success_horizon=1)),
             calql=CalQLConfig(discount=SIM_DISCOUNT, cql_alpha=1.0, target_update_rate=0.01),
             iql=IQLConfig(discount=SIM_DISCOUNT, target_update_rate=0.01))
     if name == "debug":

@@ -92,3 +92,19 @@ def test_label_config_names_the_bad_field() -> None:
         LabelConfig(discount=1.0)
     with pytest.raises(ValueError, match="failure_return"):
         LabelConfig(failure_return="zero")  # type: ignore[arg-type]
+
+
+def test_sim_preset_rewards_only_the_step_that_reaches_the_goal() -> None:
+    # simulated episodes end at the goal: with the paper's H = 3 the two steps before the
+    # release would be terminal with reward 0 as well, however the arm moved in them
+    from vgps_training.config import preset
+
+    config = preset("sim", "data")
+    reward, done = labels.rewards_and_done(5, True, True, config.data.labels.success_horizon)
+    assert reward.tolist() == [-1, -1, -1, -1, 0]
+    assert done.tolist() == [False, False, False, False, True]
+    g = config.data.labels.discount
+    np.testing.assert_allclose(labels.mc_returns(reward, 1.0 - done, g),
+                               [-(1 + g + g**2 + g**3), -(1 + g + g**2), -(1 + g), -1.0, 0.0],
+                               rtol=1e-6)
+    assert preset("paper", "data").data.labels.success_horizon == 3
