@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--eval-dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--note", default="", help="provenance of the critic, printed under the "
+                        "command (data, training run)")
     args = parser.parse_args(argv)
     runs = {p.parent.name: json.loads(p.read_text())
             for p in sorted(args.eval_dir.glob("*/results.json"))}
@@ -33,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Steering quality in simulation", "",
              f"Command: `scripts/train_sim_critic.sh` (its last step: `python "
              f"benchmarks/steering_sim.py --eval-dir {args.eval_dir}`).",
+             "", *([args.note, ""] if args.note else []),
              "Success rate (95% Wilson interval) over the same seeds; `kN` = steered with the "
-             "shipped critic, K = N candidates, beta = 0.", "", header,
+             "critic listed below, K = N candidates, beta = 0.", "", header,
              "|---|" + "---:|" * len(names)]
     totals = {n: [0, 0] for n in names}
     for task in tasks:
@@ -55,13 +58,26 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("")
     for name in names[1:]:
         rel = (mean[name] - base) / base * 100 if base else float("nan")
-        lines.append(f"- {name}: {mean[name]:.3f} vs base {base:.3f} ({rel:+.1f}% relative)")
+        better = [t for t in tasks if t in runs[name]
+                  and runs[name][t]["success_rate"] > runs["base"][t]["success_rate"]]
+        critic = _setting(args.eval_dir / name / "results.md", "critic")
+        lines.append(f"- {name}: {mean[name]:.3f} vs base {base:.3f} ({rel:+.1f}% relative); "
+                     f"better than base on {len(better)} of {len(tasks)} tasks; critic {critic}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "steering_sim.md").write_text("\n".join(lines) + "\n")
     (args.out / "steering_sim.json").write_text(json.dumps(
         {"runs": runs, "mean_success": mean}, indent=2) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _setting(results_md: Path, key: str) -> str:
+    """The ``- key: value`` line of a ``vgps eval`` results.md (``?`` when absent)."""
+    if results_md.is_file():
+        for line in results_md.read_text().splitlines():
+            if line.startswith(f"- {key}: "):
+                return line.split(": ", 1)[1]
+    return "?"
 
 
 if __name__ == "__main__":
