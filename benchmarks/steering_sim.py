@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     tasks = sorted(runs["base"])
     header = "| task | " + " | ".join(names) + " |"
     lines = ["# Steering quality in simulation", "",
-             f"Command: `scripts/train_sim_critic.sh` (its last step: `python "
-             f"benchmarks/steering_sim.py --eval-dir {args.eval_dir}`).",
+             f"Command: `python benchmarks/steering_sim.py --eval-dir {args.eval_dir}` (the last "
+             "step of `scripts/train_sim_critic.sh`; each run's `vgps eval` command is in its "
+             "results.md).",
              "", *([args.note, ""] if args.note else []),
              "Success rate (95% Wilson interval) over the same seeds; `kN` = steered with the "
              "critic listed below, K = N candidates, beta = 0.", "", header,
