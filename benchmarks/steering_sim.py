@@ -57,17 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("| **all** | " + " | ".join(f"**{mean[n]:.2f}**" for n in names) + " |")
     base = mean["base"]
     lines.append("")
+    critics = {}
     for name in names[1:]:
         rel = (mean[name] - base) / base * 100 if base else float("nan")
         better = [t for t in tasks if t in runs[name]
                   and runs[name][t]["success_rate"] > runs["base"][t]["success_rate"]]
-        critic = _setting(args.eval_dir / name / "results.md", "critic")
+        critic = critics[name] = _setting(args.eval_dir / name / "results.md", "critic")
         lines.append(f"- {name}: {mean[name]:.3f} vs base {base:.3f} ({rel:+.1f}% relative); "
                      f"better than base on {len(better)} of {len(tasks)} tasks; critic {critic}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "steering_sim.md").write_text("\n".join(lines) + "\n")
     (args.out / "steering_sim.json").write_text(json.dumps(
-        {"runs": runs, "mean_success": mean}, indent=2) + "\n")
+        {"runs": runs, "mean_success": mean, "critics": critics}, indent=2) + "\n")
     print("\n".join(lines))
     return 0
 

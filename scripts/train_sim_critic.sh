@@ -3,20 +3,26 @@
 #
 #   scripts/train_sim_critic.sh [WORK_DIR]      (default: out/sim_critic)
 #
-# Round 1 learns from the simulation policy alone; round 2 adds the robot's own experience
-# under steering, so the critic sees what happens after the actions it prefers:
+# The critic learns first from the simulation policy alone, then, round after round, from the
+# robot's own experience under steering, so it sees what follows the actions it prefers (and
+# unlearns the ones that go wrong):
 # 1. collect episodes of the simulation policy in the MuJoCo scene (mixed success)
-# 2. write them as the RLDS dataset vgps_sim and train the `sim` config (round 1)
-# 3. collect as many episodes again, steered by the round-1 critic (K = 10, beta = 0)
-# 4. train the `sim` config from scratch on both collections (round 2) and export it
-# 5. evaluate the policy alone and steered (K = 10 and 50, beta = 0) -> steering_sim.md
-# Environment knobs: EPISODES (per task and round), STEPS, EVAL_EPISODES, SEED, OUT_CRITIC,
-# IMAGE_SIZE (camera and critic, square; the sim preset's 64 unless set).
+# 2. for round r = 1 .. ROUNDS:
+#    a. write every episode collected so far as the RLDS dataset vgps_sim, train the `sim`
+#       config from scratch on it and export the critic
+#    b. unless r is the last round, collect as many episodes again steered by that critic,
+#       once for each K in STEER_KS (beta = 0)
+# 3. evaluate the policy alone and steered by the last round's critic (K = 10 and 50, beta = 0)
+#    on seeds no collection used -> benchmarks/steering_sim.py
+# Environment knobs: EPISODES (per task and collection), ROUNDS, STEER_KS, STEPS, EVAL_EPISODES,
+# SEED, OUT_CRITIC, IMAGE_SIZE (camera and critic, square; the sim preset's 64 unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/sim_critic}
 EPISODES=${EPISODES:-150}
-STEPS=${STEPS:-8000}
+ROUNDS=${ROUNDS:-3}
+STEER_KS=${STEER_KS:-10 50}
+STEPS=${STEPS:-10000}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 SEED=${SEED:-0}
 IMAGE_SIZE=${IMAGE_SIZE:-64}
@@ -48,24 +54,26 @@ dataset() {  # dataset EPISODES_DIR RLDS_DIR
 echo "== 1. collect $EPISODES episodes per task (the policy alone)"
 collect "$WORK/episodes/base" "$SEED"
 
-echo "== 2. round 1: RLDS + train ($STEPS steps; resumes)"
-dataset "$WORK/episodes/base" "$WORK/rlds_round1"
-"$VENV/bin/vgps-train" --config sim --data-dir "$WORK/rlds_round1" --run-dir "$WORK/run_round1" \
-  --set steps="$STEPS" --set seed="$SEED" "${SIZE_SET[@]}"
-"$VENV/bin/vgps-train" export "$WORK/run_round1" --out "$WORK/critic_round1" \
-  --name sim-critic-round1 --force
+for ((r = 1; r <= ROUNDS; r++)); do
+  echo "== 2. round $r of $ROUNDS: RLDS of every collection so far + train ($STEPS steps; resumes)"
+  # Each round's dataset is written once, from the collections that exist when it is first
+  # built (the base one and the earlier rounds'); a resumed run reuses it.
+  dataset "$WORK/episodes" "$WORK/rlds_round$r"
+  "$VENV/bin/vgps-train" --config sim --data-dir "$WORK/rlds_round$r" --run-dir "$WORK/run_round$r" \
+    --set steps="$STEPS" --set seed="$SEED" "${SIZE_SET[@]}"
+  "$VENV/bin/vgps-train" export "$WORK/run_round$r" --out "$WORK/critic_round$r" \
+    --name "sim-critic-round$r" --force
+  if ((r < ROUNDS)); then
+    for K in $STEER_KS; do
+      echo "== 2. round $r: collect $EPISODES episodes per task steered by its critic (K = $K)"
+      collect "$WORK/episodes/round${r}_k$K" "$((SEED + 10000 * r + K))" \
+        --critic "$WORK/critic_round$r" --k "$K" --beta 0
+    done
+  fi
+done
+"$VENV/bin/vgps-train" export "$WORK/run_round$ROUNDS" --out "$OUT_CRITIC" --name sim-critic --force
 
-echo "== 3. collect $EPISODES episodes per task steered by the round-1 critic"
-collect "$WORK/episodes/round1_k10" "$((SEED + 5000))" --critic "$WORK/critic_round1" \
-  --k 10 --beta 0
-
-echo "== 4. round 2: RLDS of both collections + train ($STEPS steps; resumes) + export"
-dataset "$WORK/episodes" "$WORK/rlds_round2"
-"$VENV/bin/vgps-train" --config sim --data-dir "$WORK/rlds_round2" --run-dir "$WORK/run_round2" \
-  --set steps="$STEPS" --set seed="$SEED" "${SIZE_SET[@]}"
-"$VENV/bin/vgps-train" export "$WORK/run_round2" --out "$OUT_CRITIC" --name sim-critic --force
-
-echo "== 5. evaluate"
+echo "== 3. evaluate (seed 1000: no collection above uses it)"
 "$VENV/bin/vgps" eval --task all --episodes "$EVAL_EPISODES" --policy sim --seed 1000 \
   --image-size "$IMAGE_SIZE" --out "$WORK/eval/base"
 for K in 10 50; do

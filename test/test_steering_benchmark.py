@@ -38,6 +38,7 @@ def test_table_compares_every_run_with_base(tmp_path):
     assert "better than base on 1 of 2 tasks" in md
     saved = json.loads((tmp_path / "res" / "steering_sim.json").read_text())
     assert saved["mean_success"]["k50"] == 0.625
+    assert saved["critics"] == {"k10": "sim-critic@abc", "k50": "sim-critic@abc"}
 
 
 def test_missing_base_is_an_error(tmp_path):

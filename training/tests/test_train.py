@@ -92,9 +92,26 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
             assert resumed[step][key] == pytest.approx(value, rel=1e-6, abs=1e-7), (step, key)
 
 
-def test_a_run_refuses_a_different_config(tmp_path):
+def test_a_run_refuses_a_different_config(tmp_path, capsys):
     assert _train(tmp_path / "run", "steps=2") == 0
     assert _train(tmp_path / "run", "steps=2", "calql.cql_alpha=1.0") == 2
+    assert "(calql differ)" in capsys.readouterr().err
+    assert _train(tmp_path / "run", "steps=3", "calql.cql_alpha=1.0") == 2
+
+
+def test_a_finished_run_trains_further_like_one_given_more_steps(tmp_path):
+    common = ["log_every=1", "val_every=0", "save_every=100"]
+    assert _train(tmp_path / "straight", "steps=6", *common) == 0
+    assert _train(tmp_path / "extended", "steps=3", *common) == 0
+    assert max(_by_step(tmp_path / "extended")) == 3
+    assert _train(tmp_path / "extended", "steps=6", *common) == 0
+    straight, extended = _by_step(tmp_path / "straight"), _by_step(tmp_path / "extended")
+    assert sorted(extended) == sorted(straight) == list(range(1, 7))
+    for step in range(1, 7):
+        for key, value in straight[step].items():
+            assert extended[step][key] == pytest.approx(value, rel=1e-6, abs=1e-7), (step, key)
+    saved = json.loads((tmp_path / "extended" / "config.json").read_text())
+    assert saved["steps"] == 6
 
 
 def test_bad_override_is_reported(tmp_path, capsys):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from vgps_training.agents import AGENTS
 from vgps_training.config import TrainConfig
 from vgps_training.logger import MetricLogger
 from vgps_training.validation import Validator
+
+log = logging.getLogger(__name__)
 
 
 def _critic_config(config: TrainConfig):
@@ -121,9 +124,19 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.json"
-    if saved.exists() and json.loads(saved.read_text()) != config.to_dict():
-        raise ValueError(f"{run_dir} holds a run with a different configuration; use a new run "
-                         f"directory or the same settings (see {saved})")
+    if saved.exists():
+        previous, current = json.loads(saved.read_text()), config.to_dict()
+        # Only `steps` may change: nothing else (the learning-rate schedule included) depends on
+        # it, so a finished run can be trained further and still match a run given the larger
+        # number from the start.
+        if {**previous, "steps": current["steps"]} != current:
+            changed = sorted(k for k in current.keys() | previous.keys()
+                             if k != "steps" and previous.get(k) != current.get(k))
+            raise ValueError(f"{run_dir} holds a run with a different configuration "
+                             f"({', '.join(changed)} differ); use a new run directory or the "
+                             f"same settings (see {saved}; only steps may change)")
+        if previous["steps"] != current["steps"]:
+            log.info("%s: steps %d -> %d", run_dir, previous["steps"], current["steps"])
     saved.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
 
     mesh = distributed.make_mesh()

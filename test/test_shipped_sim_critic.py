@@ -1,0 +1,70 @@
+"""models/sim_critic: the critic `make demo` and the launch file steer with.
+
+The steering table (benchmarks/results/steering_sim.json) must describe this very critic, and
+its card must say what it was trained on, how, and how it validated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CRITIC = ROOT / "models" / "sim_critic"
+pytestmark = pytest.mark.skipif(not (CRITIC / "card.json").is_file(),
+                                reason="no simulation critic shipped in models/sim_critic")
+
+
+@pytest.fixture(scope="module")
+def critic():
+    import vgps_critic
+
+    return vgps_critic.load(CRITIC)
+
+
+def test_the_steering_table_measured_the_shipped_critic(critic):
+    table = json.loads((ROOT / "benchmarks" / "results" / "steering_sim.json").read_text())
+    assert set(table["critics"]) >= {"k10", "k50"}
+    assert set(table["critics"].values()) == {critic.critic_id}
+    base = table["mean_success"]["base"]
+    for run in ("k10", "k50"):
+        assert table["runs"][run].keys() == table["runs"]["base"].keys()
+        assert all(table["runs"][run][t]["episodes"] >= 100 for t in table["runs"][run])
+        assert table["mean_success"][run] > base
+
+
+def test_the_card_records_data_training_and_validation(critic):
+    card = critic.card
+    assert card.name == "sim-critic" and card.language_encoder == "minilm-l6-v2"
+    assert card.config.image_size == (64, 64)
+    assert card.training["algorithm"] == "calql" and card.training["steps"] >= 1000
+    assert card.training["hyperparameters"]["discount"] == card.reward["discount"] == 0.9
+    assert {"td_loss", "calibration_corr", "success_ranking_auc"} <= set(
+        card.training["validation"])
+    sim = card.data["datasets"]["vgps_sim"]
+    assert sim["num_trajectories"] >= 1000 and sim["num_transitions"] > sim["num_trajectories"]
+    assert (CRITIC / "README.md").is_file()
+
+
+def test_the_shipped_critic_scores_simulated_candidates(critic):
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    from vgps_policy_bridge.sim_policy import SimPolicy
+    from vgps_widowx.sim.env import SimEnvConfig, WidowXSimEnv
+
+    env = WidowXSimEnv(SimEnvConfig(task="carrot_on_plate", image_size=(64, 64)))
+    try:
+        obs, _ = env.reset(seed=3)
+        policy = SimPolicy()
+        chunks = policy.sample({**obs, "privileged": env.privileged_state()}, env.instruction,
+                               k=10, rng=np.random.default_rng(0))
+        q = critic.score(obs["image"], env.instruction, chunks[:, 0])
+    finally:
+        env.close()
+    assert q.shape == (10,) and np.all(np.isfinite(q))
+    # Q estimates a discounted sum of -1 rewards: within [-1 / (1 - gamma), 0] up to error.
+    assert np.all(q > -15.0) and np.all(q < 2.0)
+    np.testing.assert_array_equal(q, critic.score(obs["image"], env.instruction, chunks[:, 0]))
