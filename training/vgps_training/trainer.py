@@ -111,7 +111,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
     """Train (or resume) ``config`` in ``run_dir``; returns the last logged metrics.
 
     Args:
-        config: the run's configuration; must equal the saved one when resuming.
+        config: the run's configuration; when resuming, must equal the saved one except for
+            ``steps`` (a larger value trains a finished run further).
         run_dir: run directory (created if needed).
         stop_after: save and stop once this step is reached (resume later with the same call).
     """
