@@ -37,6 +37,16 @@ def test_round_trip_is_bit_exact(tmp_path, small_card):
     assert len(card.params_sha256) == 64 and card.critic_id.startswith("small-test@")
 
 
+def test_a_checkpoint_names_no_path_and_loads_after_a_move(tmp_path, small_card):
+    written = save_checkpoint(tmp_path / "c", small_card, perturbed_params(SMALL, seed=3))
+    for f in (tmp_path / "c").rglob("*"):
+        if f.is_file():
+            assert str(tmp_path).encode() not in f.read_bytes(), f
+    (tmp_path / "c").rename(tmp_path / "moved")
+    card, _ = load_checkpoint(tmp_path / "moved")
+    assert card == written
+
+
 def test_card_records_what_deployment_needs(small_checkpoint):
     raw = json.loads((Path(small_checkpoint) / "card.json").read_text())
     assert raw["format"] == "vgps-critic" and raw["format_version"] == 1

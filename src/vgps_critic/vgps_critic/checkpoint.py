@@ -158,6 +158,9 @@ def save_checkpoint(path: str | os.PathLike, card: CriticCard, params: dict,
         import orbax.checkpoint as ocp
 
         ocp.PyTreeCheckpointer().save(staging / PARAMS, params)
+        # orbax's commit marker records the absolute staging path; the atomic rename below is
+        # the commit here, and restoring does not read it, so a checkpoint stays relocatable.
+        (staging / PARAMS / "commit_success.txt").unlink(missing_ok=True)
         (staging / CARD).write_text(json.dumps(card.to_json(), indent=2) + "\n")
         if path.exists():
             shutil.rmtree(path)
