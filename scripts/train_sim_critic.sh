@@ -12,10 +12,13 @@
 #       config from scratch on it and export the critic
 #    b. unless r is the last round, collect as many episodes again steered by that critic,
 #       once for each K in STEER_KS (beta = 0)
-# 3. evaluate the policy alone and steered by the last round's critic (K = 10 and 50, beta = 0)
-#    on seeds no collection used -> benchmarks/steering_sim.py
-# Environment knobs: EPISODES (per task and collection), ROUNDS, STEER_KS, STEPS, EVAL_EPISODES,
-# SEED, OUT_CRITIC, IMAGE_SIZE (camera and critic, square; the sim preset's 64 unless set).
+# 3. the shipped critic is the deep ensemble of the last ENSEMBLE rounds' critics (the mean of
+#    their Q; see vgps_critic.ensemble): their errors are partly independent, and the argmax over
+#    many candidates is what those errors mislead. ENSEMBLE=1 ships the last critic alone.
+# 4. evaluate the policy alone and steered by that critic (K = 10 and 50, beta = 0) on seeds
+#    no collection used -> benchmarks/steering_sim.py
+# Environment knobs: EPISODES (per task and collection), ROUNDS, STEER_KS, STEPS, ENSEMBLE,
+# EVAL_EPISODES, SEED, OUT_CRITIC, IMAGE_SIZE (camera and critic, square; the sim preset's 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/sim_critic}
@@ -23,6 +26,7 @@ EPISODES=${EPISODES:-150}
 ROUNDS=${ROUNDS:-3}
 STEER_KS=${STEER_KS:-10 50}
 STEPS=${STEPS:-10000}
+ENSEMBLE=${ENSEMBLE:-3}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 SEED=${SEED:-0}
 IMAGE_SIZE=${IMAGE_SIZE:-64}
@@ -32,6 +36,10 @@ OUT_CRITIC=${OUT_CRITIC:-$WORK/critic}
 VENV=${VENV:-.venv}
 export MUJOCO_GL=${MUJOCO_GL:-egl} TF_CPP_MIN_LOG_LEVEL=2
 mkdir -p "$WORK"
+if ((ENSEMBLE < 1 || ENSEMBLE > ROUNDS)); then
+  echo "ENSEMBLE=$ENSEMBLE must be between 1 and ROUNDS=$ROUNDS" >&2
+  exit 2
+fi
 
 collect() {  # collect DIR SEED [steering options...]
   local dir=$1 seed=$2
@@ -60,7 +68,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   # built (the base one and the earlier rounds'); a resumed run reuses it.
   dataset "$WORK/episodes" "$WORK/rlds_round$r"
   "$VENV/bin/vgps-train" --config sim --data-dir "$WORK/rlds_round$r" --run-dir "$WORK/run_round$r" \
-    --set steps="$STEPS" --set seed="$SEED" "${SIZE_SET[@]}"
+    --set steps="$STEPS" --set seed="$((SEED + r - 1))" "${SIZE_SET[@]}"
   "$VENV/bin/vgps-train" export "$WORK/run_round$r" --out "$WORK/critic_round$r" \
     --name "sim-critic-round$r" --force
   if ((r < ROUNDS)); then
@@ -71,9 +79,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
     done
   fi
 done
-"$VENV/bin/vgps-train" export "$WORK/run_round$ROUNDS" --out "$OUT_CRITIC" --name sim-critic --force
+if ((ENSEMBLE > 1)); then
+  echo "== 3. ensemble of rounds $((ROUNDS - ENSEMBLE + 1)) .. $ROUNDS -> $OUT_CRITIC"
+  members=()
+  for ((r = ROUNDS - ENSEMBLE + 1; r <= ROUNDS; r++)); do members+=("$WORK/critic_round$r"); done
+  "$VENV/bin/vgps" critic ensemble "${members[@]}" --out "$OUT_CRITIC" --name sim-critic --force
+else
+  "$VENV/bin/vgps-train" export "$WORK/run_round$ROUNDS" --out "$OUT_CRITIC" --name sim-critic \
+    --force
+fi
 
-echo "== 3. evaluate (seed 1000: no collection above uses it)"
+echo "== 4. evaluate (seed 1000: no collection above uses it)"
 "$VENV/bin/vgps" eval --task all --episodes "$EVAL_EPISODES" --policy sim --seed 1000 \
   --image-size "$IMAGE_SIZE" --out "$WORK/eval/base"
 for K in 10 50; do

@@ -106,6 +106,32 @@ def test_critic_steering_records_q(critic_dir, tmp_path):
     assert "- instruction_override: place the carrot on the plate" in table
 
 
+def test_an_ensemble_built_on_the_command_line_steers_an_evaluation(critic_dir, tmp_path,
+                                                                     capsys):
+    other = tmp_path / "other"
+    assert main(["critic", "init", "--config", "sim", "--seed", "1", "--out", str(other)]) == 0
+    notes = tmp_path / "notes.json"
+    notes.write_text(json.dumps({"lineage": "two random critics"}))
+    ens = tmp_path / "ens"
+    assert main(["critic", "ensemble", str(critic_dir), str(other), "--out", str(ens),
+                 "--name", "pair", "--head-reduction", "mean", "--notes", str(notes)]) == 0
+    capsys.readouterr()
+    assert main(["critic", "info", str(ens)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "vgps-critic-ensemble" and info["critic_id"].startswith("pair@")
+    assert [c["name"] for c in info["member_cards"]] == ["random-sim", "random-sim"]
+    assert info["notes"] == {"lineage": "two random critics"}
+    assert info["head_reduction"] == "mean" and info["reduction"] == "mean"
+    out = tmp_path / "vgps"
+    _eval(out, "--critic", str(ens), "--k", "4", "--episodes", "1")
+    assert info["critic_id"] in (out / "results.md").read_text()
+    assert all(math.isfinite(line["q_mean"]) for line in _episodes(out))
+    # One member is not an ensemble.
+    assert main(["critic", "ensemble", str(critic_dir), "--out", str(tmp_path / "one"),
+                 "--name", "one"]) == 2
+    assert "at least 2 members" in capsys.readouterr().err
+
+
 def test_instruction_override_and_video(tmp_path):
     out = tmp_path / "para"
     _eval(out, "--episodes", "1", "--instruction", "move the carrot onto the plate", "--video")

@@ -37,17 +37,36 @@ def test_the_steering_table_measured_the_shipped_critic(critic):
         assert table["mean_success"][run] > base
 
 
+def _member_cards(critic):
+    """The card of the critic, or of each member when it is an ensemble."""
+    return list(getattr(critic.card, "member_cards", [critic.card]))
+
+
 def test_the_card_records_data_training_and_validation(critic):
-    card = critic.card
-    assert card.name == "sim-critic" and card.language_encoder == "minilm-l6-v2"
-    assert card.config.image_size == (64, 64)
-    assert card.training["algorithm"] == "calql" and card.training["steps"] >= 1000
-    assert card.training["hyperparameters"]["discount"] == card.reward["discount"] == 0.9
-    assert {"td_loss", "calibration_corr", "success_ranking_auc"} <= set(
-        card.training["validation"])
-    sim = card.data["datasets"]["vgps_sim"]
-    assert sim["num_trajectories"] >= 1000 and sim["num_transitions"] > sim["num_trajectories"]
+    assert critic.card.name == "sim-critic" and critic.card.language_encoder == "minilm-l6-v2"
+    assert critic.card.config.image_size == (64, 64)
+    for card in _member_cards(critic):
+        assert card.language_encoder == "minilm-l6-v2" and card.config.image_size == (64, 64)
+        assert card.training["algorithm"] == "calql" and card.training["steps"] >= 1000
+        assert card.training["hyperparameters"]["discount"] == card.reward["discount"] == 0.9
+        assert {"td_loss", "calibration_corr", "success_ranking_auc"} <= set(
+            card.training["validation"])
+        sim = card.data["datasets"]["vgps_sim"]
+        assert sim["num_trajectories"] >= 1000
+        assert sim["num_transitions"] > sim["num_trajectories"]
     assert (CRITIC / "README.md").is_file()
+
+
+def test_an_ensemble_records_each_members_lineage(critic):
+    cards = _member_cards(critic)
+    if len(cards) == 1:
+        pytest.skip("the shipped critic is a single network")
+    lineage = critic.card.notes["members"]
+    assert [m["critic_id"] for m in lineage] == [c.critic_id for c in cards]
+    for member, card in zip(lineage, cards):
+        episodes = sum(c["episodes"] for c in member["collections"])
+        assert episodes == card.data["datasets"]["vgps_sim"]["num_trajectories"]
+        assert isinstance(member["training_seed"], int)
 
 
 def test_the_shipped_critic_scores_simulated_candidates(critic):

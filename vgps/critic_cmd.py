@@ -34,6 +34,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--no-verify", action="store_true", help="skip the parameter hash check")
     info.set_defaults(func=_info)
 
+    ens = sub.add_parser(
+        "ensemble", help="combine trained critics into one deep ensemble (mean of their Q)",
+        description="Copy two or more critic checkpoints into an ensemble directory that "
+                    "vgps_critic.load opens as one critic whose Q is the mean over members of "
+                    "each member's Q (its heads reduced by --head-reduction).")
+    ens.add_argument("members", nargs="+", help="critic checkpoint directories (two or more)")
+    ens.add_argument("--out", required=True, help="destination ensemble directory")
+    ens.add_argument("--name", required=True, help="ensemble name recorded in its card")
+    ens.add_argument("--head-reduction", choices=("min", "mean"), default="min",
+                     help="how each member's heads are reduced before the mean over members: "
+                          "min (the V-GPS rule for one critic) or mean (mean of every head)")
+    ens.add_argument("--notes", default=None, metavar="JSON",
+                     help="free-form record for the card (lineage, evaluation): a JSON file")
+    ens.add_argument("--force", action="store_true", help="replace --out if it exists")
+    ens.set_defaults(func=_ensemble)
+
     init = sub.add_parser("init", help="write a randomly initialised critic (tests, benchmarks)")
     init.add_argument("--config", default="sim", help="architecture preset: paper | sim | tiny")
     init.add_argument("--language-encoder", default=None,
@@ -61,10 +77,32 @@ def _import_vgps(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from vgps_critic.checkpoint import load_checkpoint
+    from vgps_critic.ensemble import is_ensemble, load_ensemble
 
-    card, _ = load_checkpoint(args.path, verify=not args.no_verify)
-    json.dump(card.to_json(), sys.stdout, indent=2)
+    if is_ensemble(args.path):
+        card = load_ensemble(args.path, verify=not args.no_verify).card
+        raw = card.to_json()
+        raw["critic_id"] = card.critic_id
+        raw["member_cards"] = [c.to_json() for c in card.member_cards]
+    else:
+        raw = load_checkpoint(args.path, verify=not args.no_verify)[0].to_json()
+    json.dump(raw, sys.stdout, indent=2)
     print()
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vgps_critic.ensemble import save_ensemble
+
+    if len(args.members) < 2:
+        raise ValueError(f"an ensemble needs at least 2 members, got {len(args.members)}")
+    notes = json.loads(Path(args.notes).read_text()) if args.notes else None
+    card = save_ensemble(args.out, args.members, args.name, head_reduction=args.head_reduction,
+                         notes=notes, overwrite=args.force)
+    print(f"wrote {args.out}: {card.critic_id}, {len(card.member_cards)} members "
+          f"({', '.join(c.critic_id for c in card.member_cards)})")
     return 0
 
 

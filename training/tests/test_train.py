@@ -54,6 +54,7 @@ def test_agents_train_on_the_bridge_slice_and_export(agent, tmp_path):
     assert train_main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "critic")]) == 0
     critic = vgps_critic.load(tmp_path / "critic")
     assert critic.card.training["algorithm"] == agent and critic.card.training["steps"] == 3
+    assert critic.card.training["seed"] == 0
     assert critic.card.language_encoder == "minilm-l6-v2"
     low = np.asarray(critic.action_space.low)
     assert low.shape == (7,) and low[6] == 0.0 and np.all(low[:6] < 0)

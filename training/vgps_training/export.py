@@ -43,6 +43,7 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None,
                            for k, v in info["datasets"].items()},
               "bounds_from": deploy, "image_size": list(config.data.image_size)},
         training={"algorithm": config.agent, "steps": int(step), "batch_size": config.batch_size,
+                  "seed": config.seed,
                   "hyperparameters": dataclasses.asdict(config.agent_config),
                   "validation": _last_validation(run_dir)},
     )

@@ -10,6 +10,7 @@ Usage:
 from vgps_critic.checkpoint import CheckpointError, CriticCard, load_checkpoint, save_checkpoint
 from vgps_critic.config import PRESETS, ActionSpace, CriticConfig
 from vgps_critic.critic import Critic, load
+from vgps_critic.ensemble import CriticEnsemble, save_ensemble
 from vgps_critic.language import LanguageEncoder, LanguageEncoderError, get_encoder
 from vgps_critic.selection import Selection, select, softmax_probabilities
 
@@ -22,6 +23,7 @@ __all__ = [
     "Critic",
     "CriticCard",
     "CriticConfig",
+    "CriticEnsemble",
     "LanguageEncoder",
     "LanguageEncoderError",
     "Selection",
@@ -29,6 +31,7 @@ __all__ = [
     "load",
     "load_checkpoint",
     "save_checkpoint",
+    "save_ensemble",
     "select",
     "softmax_probabilities",
 ]

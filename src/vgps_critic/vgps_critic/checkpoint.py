@@ -119,6 +119,9 @@ def migrate(card: dict[str, Any]) -> dict[str, Any]:
     """Upgrade a card of any known older version to the current one (the only shim place)."""
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        if found == "vgps-critic-ensemble":
+            raise CheckpointError("this is an ensemble of critics, not a single critic: load it "
+                                  "with vgps_critic.load (see vgps_critic.ensemble)")
         raise CheckpointError(f"not a vgps critic card: format is {found!r}, expected {FORMAT!r}")
     version = card.get("format_version")
     if version == FORMAT_VERSION:

@@ -191,11 +191,17 @@ class Critic:
 
 
 def load(path: str | os.PathLike, language_encoder: LanguageEncoder | None = None,
-         verify: bool = True) -> Critic:
+         verify: bool = True) -> Any:
     """Load and validate a critic checkpoint directory (see ``checkpoint``).
 
+    A directory holding an ensemble of critics (see ``ensemble``) gives a
+    :class:`~vgps_critic.ensemble.CriticEnsemble`, which scores like a ``Critic``.
     The language encoder named in the card is loaded lazily on the first ``embed``/``score``;
     pass ``language_encoder`` to share or inject one.
     """
+    from vgps_critic.ensemble import is_ensemble, load_ensemble
+
+    if is_ensemble(path):
+        return load_ensemble(path, language_encoder, verify=verify)
     card, params = load_checkpoint(path, verify=verify)
     return Critic(card, params, language_encoder)
