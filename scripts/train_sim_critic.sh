@@ -13,12 +13,14 @@
 #    b. unless r is the last round, collect as many episodes again steered by that critic,
 #       once for each K in STEER_KS (beta = 0)
 # 3. the shipped critic is the deep ensemble of the last ENSEMBLE rounds' critics (the mean of
-#    their Q; see vgps_critic.ensemble): their errors are partly independent, and the argmax over
-#    many candidates is what those errors mislead. ENSEMBLE=1 ships the last critic alone.
+#    Q over every head of every member; see vgps_critic.ensemble): their errors are partly
+#    independent, and the argmax over many candidates is what those errors mislead.
+#    ENSEMBLE=1 ships the last critic alone (min over its two heads).
 # 4. evaluate the policy alone and steered by that critic (K = 10 and 50, beta = 0) on seeds
 #    no collection used -> benchmarks/steering_sim.py
 # Environment knobs: EPISODES (per task and collection), ROUNDS, STEER_KS, STEPS, ENSEMBLE,
-# EVAL_EPISODES, SEED, OUT_CRITIC, IMAGE_SIZE (camera and critic, square; the sim preset's 64).
+# HEAD_REDUCTION (mean | min over each member's heads), EVAL_EPISODES, SEED, OUT_CRITIC,
+# IMAGE_SIZE (camera and critic, square; the sim preset's 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/sim_critic}
@@ -27,6 +29,7 @@ ROUNDS=${ROUNDS:-3}
 STEER_KS=${STEER_KS:-10 50}
 STEPS=${STEPS:-10000}
 ENSEMBLE=${ENSEMBLE:-3}
+HEAD_REDUCTION=${HEAD_REDUCTION:-mean}
 EVAL_EPISODES=${EVAL_EPISODES:-100}
 SEED=${SEED:-0}
 IMAGE_SIZE=${IMAGE_SIZE:-64}
@@ -83,7 +86,8 @@ if ((ENSEMBLE > 1)); then
   echo "== 3. ensemble of rounds $((ROUNDS - ENSEMBLE + 1)) .. $ROUNDS -> $OUT_CRITIC"
   members=()
   for ((r = ROUNDS - ENSEMBLE + 1; r <= ROUNDS; r++)); do members+=("$WORK/critic_round$r"); done
-  "$VENV/bin/vgps" critic ensemble "${members[@]}" --out "$OUT_CRITIC" --name sim-critic --force
+  "$VENV/bin/vgps" critic ensemble "${members[@]}" --out "$OUT_CRITIC" --name sim-critic \
+    --head-reduction "$HEAD_REDUCTION" --force
 else
   "$VENV/bin/vgps-train" export "$WORK/run_round$ROUNDS" --out "$OUT_CRITIC" --name sim-critic \
     --force
