@@ -89,6 +89,19 @@ def test_ensemble_id_names_its_members_in_order(ensemble_dir, members, tmp_path)
     assert again.critic_id == card.critic_id
 
 
+def test_an_ensemble_names_no_path_of_its_members(members, tmp_path):
+    old = tmp_path / "old_export"
+    shutil.copytree(members[0], old)
+    (old / "params" / "commit_success.txt").write_text(f"Checkpoint written to {old}\n")
+    path = tmp_path / "ens"
+    save_ensemble(path, [old, members[1]], name="paths")
+    for file in path.rglob("*"):
+        if file.is_file():
+            data = file.read_bytes()
+            assert str(old).encode() not in data and str(tmp_path).encode() not in data, file
+    assert vgps_critic.load(path).critic_id.startswith("paths@")
+
+
 def test_an_ensemble_is_relocatable(ensemble_dir, tmp_path, rng):
     moved = tmp_path / "moved"
     shutil.copytree(ensemble_dir, moved)

@@ -299,7 +299,10 @@ def save_ensemble(path: str | os.PathLike, members: Sequence[str | os.PathLike],
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         for src, rel in zip(sources, rels):
-            shutil.copytree(src, staging / rel)
+            # Orbax's commit marker (written by older exports) records the absolute path the
+            # member was saved to; restoring never reads it, and an ensemble stays relocatable.
+            shutil.copytree(src, staging / rel,
+                            ignore=shutil.ignore_patterns("commit_success.txt"))
         (staging / CARD).write_text(json.dumps(card.to_json(), indent=2) + "\n")
         if path.exists():
             shutil.rmtree(path)
