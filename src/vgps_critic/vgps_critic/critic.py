@@ -15,7 +15,7 @@ Usage:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,9 @@ from vgps_critic.checkpoint import CriticCard, load_checkpoint
 from vgps_critic.config import ACTION_CLIP
 from vgps_critic.language import LanguageEncoder, get_encoder
 from vgps_critic.model import QNetwork
+
+if TYPE_CHECKING:
+    from vgps_critic.ensemble import CriticEnsemble
 
 
 def _bucket(k: int) -> int:
@@ -191,7 +194,7 @@ class Critic:
 
 
 def load(path: str | os.PathLike, language_encoder: LanguageEncoder | None = None,
-         verify: bool = True) -> Any:
+         verify: bool = True) -> Critic | CriticEnsemble:
     """Load and validate a critic checkpoint directory (see ``checkpoint``).
 
     A directory holding an ensemble of critics (see ``ensemble``) gives a
