@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ FORMAT = "vgps-critic"
 FORMAT_VERSION = 1
 CARD = "card.json"
 PARAMS = "params"
+ORBAX_COMMIT_MARKER = "commit_success.txt"  # names the absolute path orbax wrote to; not kept
 # Fields of CriticConfig that the card stores at its top level rather than in "architecture".
 _TOP_LEVEL_FIELDS = ("image_size", "language_dim", "action_dim")
 
@@ -153,25 +155,38 @@ def save_checkpoint(path: str | os.PathLike, card: CriticCard, params: dict,
     _check_tree(params, card.config)
     card = dataclasses.replace(card, param_count=count_params(params),
                                params_sha256=params_digest(params))
+
+    def fill(staging: Path) -> None:
+        import orbax.checkpoint as ocp
+
+        ocp.PyTreeCheckpointer().save(staging / PARAMS, params)
+        # orbax's commit marker records the absolute staging path; the atomic rename is the
+        # commit here, and restoring does not read it, so a checkpoint stays relocatable.
+        (staging / PARAMS / ORBAX_COMMIT_MARKER).unlink(missing_ok=True)
+        (staging / CARD).write_text(json.dumps(card.to_json(), indent=2) + "\n")
+
+    write_directory(path, fill, overwrite)
+    return card
+
+
+def write_directory(path: Path, fill: Callable[[Path], None], overwrite: bool = False) -> None:
+    """Create directory ``path`` atomically: ``fill`` writes a staging sibling, renamed at the end.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False (nothing is written).
+    """
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        import orbax.checkpoint as ocp
-
-        ocp.PyTreeCheckpointer().save(staging / PARAMS, params)
-        # orbax's commit marker records the absolute staging path; the atomic rename below is
-        # the commit here, and restoring does not read it, so a checkpoint stays relocatable.
-        (staging / PARAMS / "commit_success.txt").unlink(missing_ok=True)
-        (staging / CARD).write_text(json.dumps(card.to_json(), indent=2) + "\n")
+        fill(staging)
         if path.exists():
             shutil.rmtree(path)
         staging.rename(path)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return card
 
 
 def read_card(path: str | os.PathLike) -> CriticCard:

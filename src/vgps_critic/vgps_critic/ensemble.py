@@ -35,7 +35,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -43,7 +42,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from vgps_critic.checkpoint import CARD, CheckpointError, CriticCard, load_checkpoint, read_card
+from vgps_critic.checkpoint import (
+    CARD,
+    ORBAX_COMMIT_MARKER,
+    CheckpointError,
+    CriticCard,
+    load_checkpoint,
+    read_card,
+    write_directory,
+)
 from vgps_critic.config import ActionSpace, CriticConfig
 from vgps_critic.critic import Critic
 from vgps_critic.language import LanguageEncoder
@@ -282,32 +289,25 @@ def save_ensemble(path: str | os.PathLike, members: Sequence[str | os.PathLike],
     """
     path = Path(path).absolute()
     sources = [Path(m).absolute() for m in members]
+    cards = []
     for src in sources:
         if is_ensemble(src):
             raise CheckpointError(f"{src} is itself an ensemble; list its members instead")
-        load_checkpoint(src, verify=True)  # refuse a broken member before writing anything
+        cards.append(load_checkpoint(src, verify=True)[0])  # refuse a broken member up front
     rels = [f"members/{i}" for i in range(len(sources))]
-    card = EnsembleCard(name=name, member_paths=tuple(rels),
-                        member_cards=tuple(read_card(s) for s in sources),
+    card = EnsembleCard(name=name, member_paths=tuple(rels), member_cards=tuple(cards),
                         head_reduction=head_reduction, notes=dict(notes or {}))
     json.dumps(card.notes)  # fail early on notes that cannot be written
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--force) to replace it")
     if any(path == s or path in s.parents for s in sources):
         raise CheckpointError(f"{path} holds a member; write the ensemble somewhere else")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         for src, rel in zip(sources, rels):
-            # Orbax's commit marker (written by older exports) records the absolute path the
-            # member was saved to; restoring never reads it, and an ensemble stays relocatable.
+            # Older exports kept orbax's commit marker, which names the path they were saved
+            # to; restoring never reads it, and an ensemble stays relocatable without it.
             shutil.copytree(src, staging / rel,
-                            ignore=shutil.ignore_patterns("commit_success.txt"))
+                            ignore=shutil.ignore_patterns(ORBAX_COMMIT_MARKER))
         (staging / CARD).write_text(json.dumps(card.to_json(), indent=2) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+
+    write_directory(path, fill, overwrite)
     return card
