@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.vgps-installed
 # Isolate ROS 2 traffic to this machine and to one domain per run.
 ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( RANDOM % 100 + 1 ))}
-PKGS := -e src/vgps_critic -e src/vgps_policy_bridge -e src/vgps_widowx -e training
+PKGS := -e src/vgps_ros -e src/vgps_critic -e src/vgps_policy_bridge -e src/vgps_widowx -e training
 
 .PHONY: test demo lint venv bench clean-venv
 

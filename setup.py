@@ -8,8 +8,8 @@ setup(
     # colcon/ament_python: executables go to lib/vgps/, where launch_ros finds the recorder
     # (record:=DIR) and `ros2 run vgps vgps ...` runs the CLI; pip reads pyproject.toml's
     # [project.scripts] and puts them on the venv's PATH.
-    entry_points={"console_scripts": ["vgps = vgps.cli:main",
-                                      "vgps-recorder = vgps.recorder_node:main"]},
+    entry_points={"console_scripts": ["vgps = vgps.cli.main:main",
+                                      "vgps-recorder = vgps.bags.recorder_node:main"]},
     options={"develop": {"script_dir": "$base/lib/vgps"},
              "install": {"install_scripts": "$base/lib/vgps"}},
     data_files=[

@@ -55,8 +55,8 @@ class Bench:
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
 
-        from vgps_critic import ros_qos
         from vgps_interfaces.msg import ActionCandidates, SelectedAction
+        from vgps_ros import qos
 
         self.rclpy = rclpy
         self.context = rclpy.Context()
@@ -66,12 +66,12 @@ class Bench:
         self.rng = np.random.default_rng(seed)
         self.decided: dict[int, tuple[float, str]] = {}
         self.cond = threading.Condition()
-        self.pub_image = self.node.create_publisher(Image, ros_qos.CAMERA, ros_qos.SENSOR)
-        self.pub_cands = self.node.create_publisher(ActionCandidates, ros_qos.CANDIDATES,
-                                                    ros_qos.COMMAND)
-        self.pub_instr = self.node.create_publisher(String, ros_qos.INSTRUCTION, ros_qos.LATCHED)
-        self.node.create_subscription(SelectedAction, ros_qos.SELECTED, self._on_selected,
-                                      ros_qos.COMMAND)
+        self.pub_image = self.node.create_publisher(Image, qos.CAMERA, qos.SENSOR)
+        self.pub_cands = self.node.create_publisher(ActionCandidates, qos.CANDIDATES,
+                                                    qos.COMMAND)
+        self.pub_instr = self.node.create_publisher(String, qos.INSTRUCTION, qos.LATCHED)
+        self.node.create_subscription(SelectedAction, qos.SELECTED, self._on_selected,
+                                      qos.COMMAND)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
@@ -79,7 +79,7 @@ class Bench:
         self.step = 0
 
     def _on_selected(self, msg) -> None:
-        from vgps_critic.ros_conversions import stamp_to_ns
+        from vgps_ros.conversions import stamp_to_ns
 
         with self.cond:
             self.decided[stamp_to_ns(msg.header.stamp)] = (time.perf_counter(), msg.reason)
@@ -95,7 +95,7 @@ class Bench:
 
     def run_step(self, policy_s: float, deadline_s: float) -> float | None:
         """One step; returns candidates -> selected in ms, or None when missed."""
-        from vgps_critic.ros_conversions import candidates_to_msg, image_to_msg
+        from vgps_ros.conversions import candidates_to_msg, image_to_msg
 
         stamp = time.time_ns()
         image = self.rng.integers(0, 256, (self.size, self.size, 3), dtype=np.uint8)
@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(np.random.default_rng().integers(1, 101)))
 
-    from vgps.graph import Graph, describe
-    from vgps.launcher import Lifecycle, NodeProcesses, isolate
+    from vgps.graph.description import Graph, describe
+    from vgps.graph.launcher import Lifecycle, NodeProcesses, isolate
 
     critic = make_paper_critic(args.critic or ROOT / "out" / "bench" / "paper_critic")
     full = describe({"critic": str(critic), "k": str(args.k)},

@@ -28,7 +28,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def measure(size: int, episodes: int, seed: int) -> dict[str, float]:
     """Times ``episodes`` per task at ``size`` x ``size`` pixels; returns rates and means."""
-    from vgps.evaluation import episode_seed
+    from vgps.evaluation.runner import episode_seed
     from vgps_policy_bridge.sim_policy import SimPolicy
     from vgps_widowx.sim import TASKS, SimEnvConfig, WidowXSimEnv
 

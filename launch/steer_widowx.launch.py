@@ -2,7 +2,8 @@
 
 The V-GPS steering graph: policy_node -> critic_node -> selector_node -> arm_driver. The nodes,
 their parameters (config/steer_widowx.yaml, keyed by node name) and remappings come from the one
-graph description in ``vgps.graph``, which ``vgps up`` also uses. Lifecycle nodes configure and
+graph description in ``vgps.graph.description``, which ``vgps up`` also uses. Lifecycle nodes
+configure and
 activate themselves here (``autostart``); the arm driver starts its first episode once policy,
 critic and selector are up. ``record:=DIR`` adds the bag recorder (``vgps-recorder``, a plain
 node), which subscribes within a second or two, well before the critic has warmed up.
@@ -21,7 +22,7 @@ def generate_launch_description():
     from launch_ros.actions import Node
 
     from launch import LaunchDescription
-    from vgps.graph import LAUNCH_ARGUMENTS, describe
+    from vgps.graph.description import LAUNCH_ARGUMENTS, describe
 
     def nodes(context, *args, **kwargs):
         arguments = {name: context.launch_configurations[name] for name in LAUNCH_ARGUMENTS}

@@ -1,4 +1,5 @@
-"""rosbag2 MCAP bags from pure Python: written by :class:`vgps.bag.BagWriter`, read back by our
+"""rosbag2 MCAP bags from pure Python: written by :class:`vgps.bags.writer.BagWriter`, read
+back by our
 reader, by the ``mcap`` library and by ``rosbags`` (registering our types from the definitions
 embedded in the file); damaged files (cut, garbage, zeroed, killed writer) read tolerantly.
 """
@@ -23,23 +24,23 @@ from rclpy.serialization import deserialize_message, serialize_message  # noqa: 
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float32, Float32MultiArray, Header, String  # noqa: E402
 
-from vgps import mcap_scan  # noqa: E402
-from vgps.bag import (  # noqa: E402
+from vgps.bags import (  # noqa: E402
     BagError,
     BagReader,
     BagWriter,
     iter_messages,
+    mcap_scan,
     qos_to_dict,
     read_bag,
 )
-from vgps.msg_definitions import SEPARATOR, full_definition, msg_text, type_hash  # noqa: E402
-from vgps_critic import ros_qos  # noqa: E402
+from vgps.bags.definitions import SEPARATOR, full_definition, msg_text, type_hash  # noqa: E402
 from vgps_interfaces.msg import (  # noqa: E402
     ActionCandidates,
     EpisodeStatus,
     ScoredCandidates,
     SelectedAction,
 )
+from vgps_ros import qos  # noqa: E402
 
 T0 = 1_700_000_000_000_000_000
 
@@ -64,30 +65,30 @@ def steering_messages(i: int) -> dict[str, tuple[str, object]]:
         level=DiagnosticStatus.WARN, name="vgps: selector_node", message="fallback",
         values=[KeyValue(key="mode", value="fallback"), KeyValue(key="i", value=str(i))])])
     return {
-        "/" + ros_qos.CAMERA: ("sensor_msgs/msg/Image", image),
-        "/" + ros_qos.INSTRUCTION: ("std_msgs/msg/String", String(data=f"instruction {i}")),
-        "/" + ros_qos.CANDIDATES: ("vgps_interfaces/msg/ActionCandidates", candidates(i)),
-        "/" + ros_qos.SCORED: ("vgps_interfaces/msg/ScoredCandidates", ScoredCandidates(
+        "/" + qos.CAMERA: ("sensor_msgs/msg/Image", image),
+        "/" + qos.INSTRUCTION: ("std_msgs/msg/String", String(data=f"instruction {i}")),
+        "/" + qos.CANDIDATES: ("vgps_interfaces/msg/ActionCandidates", candidates(i)),
+        "/" + qos.SCORED: ("vgps_interfaces/msg/ScoredCandidates", ScoredCandidates(
             header=header(i), candidates=candidates(i), q_values=[0.5 + i, -1.25, 3.0],
             critic_id="sim@1", encode_ms=2.0, score_ms=0.25, pre_encoded=True)),
-        "/" + ros_qos.SELECTED: ("vgps_interfaces/msg/SelectedAction", SelectedAction(
+        "/" + qos.SELECTED: ("vgps_interfaces/msg/SelectedAction", SelectedAction(
             header=header(i), step=i, index=2, q_value=3.0, q_margin=2.5, num_actions=1,
             action_dim=7, actions=[0.01, -0.02, 0.0, 0.0, 0.0, 0.1, 1.0], reason="argmax",
             detail="", beta=0.0, k=3)),
-        "/" + ros_qos.EPISODE: ("vgps_interfaces/msg/EpisodeStatus", EpisodeStatus(
+        "/" + qos.EPISODE: ("vgps_interfaces/msg/EpisodeStatus", EpisodeStatus(
             header=header(i), episode=0, task="carrot_on_plate", instruction="put carrot",
             step=i, event="step" if i else "started", success=False)),
         # velocity and effort filled: for empty float64 sequences rclpy's serialize_message
         # returns 8 bytes more than the CDR needs (a size estimate), which rosbags refuses;
         # messages received over DDS (the recorder's) are exact, see test_record.py
-        "/" + ros_qos.JOINT_STATES: ("sensor_msgs/msg/JointState", JointState(
+        "/" + qos.JOINT_STATES: ("sensor_msgs/msg/JointState", JointState(
             header=header(i), name=["waist", "shoulder"], position=[0.1 * i, -0.2],
             velocity=[0.0, 0.5], effort=[1.0, 2.0])),
-        "/" + ros_qos.Q_VALUES: ("std_msgs/msg/Float32MultiArray",
+        "/" + qos.Q_VALUES: ("std_msgs/msg/Float32MultiArray",
                                  Float32MultiArray(data=[0.5 + i, -1.25, 3.0])),
-        "/" + ros_qos.Q_SELECTED: ("std_msgs/msg/Float32", Float32(data=3.0 + i)),
-        "/" + ros_qos.Q_MARGIN: ("std_msgs/msg/Float32", Float32(data=2.5)),
-        ros_qos.DIAGNOSTICS: ("diagnostic_msgs/msg/DiagnosticArray", diag),
+        "/" + qos.Q_SELECTED: ("std_msgs/msg/Float32", Float32(data=3.0 + i)),
+        "/" + qos.Q_MARGIN: ("std_msgs/msg/Float32", Float32(data=2.5)),
+        qos.DIAGNOSTICS: ("diagnostic_msgs/msg/DiagnosticArray", diag),
     }
 
 
@@ -98,9 +99,9 @@ def write_steering_bag(path: Path, rounds: int = ROUNDS, **kwargs) -> list[tuple
     """A bag with ``rounds`` messages of every steering type; returns what was written."""
     written = []
     with BagWriter(path, **kwargs) as bag:
-        bag.add_topic("/" + ros_qos.SELECTED, "vgps_interfaces/msg/SelectedAction",
-                      [ros_qos.COMMAND])
-        bag.add_topic("/" + ros_qos.CAMERA, "sensor_msgs/msg/Image", [ros_qos.SENSOR])
+        bag.add_topic("/" + qos.SELECTED, "vgps_interfaces/msg/SelectedAction",
+                      [qos.COMMAND])
+        bag.add_topic("/" + qos.CAMERA, "sensor_msgs/msg/Image", [qos.SENSOR])
         t = T0
         for i in range(rounds):
             for topic, (msgtype, msg) in steering_messages(i).items():
@@ -262,7 +263,7 @@ def test_writer_refuses_bad_input(tmp_path):
             bag.add_topic("/c", "Float32")
     with pytest.raises(BagError, match="compression"):
         BagWriter(tmp_path / "c", compression="gzip")
-    assert qos_to_dict(ros_qos.LATCHED)["durability"] == "transient_local"
+    assert qos_to_dict(qos.LATCHED)["durability"] == "transient_local"
 
 
 def test_lz4_and_uncompressed_bags(tmp_path):
@@ -383,7 +384,7 @@ KILLED_WRITER = textwrap.dedent("""
     import sys, time
     from rclpy.serialization import serialize_message
     from std_msgs.msg import String
-    from vgps.bag import BagWriter
+    from vgps.bags import BagWriter
 
     bag = BagWriter(sys.argv[1], chunk_size=8192)
     for i in range(10**7):

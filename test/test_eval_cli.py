@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pytest
 
-from vgps.cli import main
-from vgps.evaluation import episode_seed, wilson_interval
-from vgps.rollouts import episode_strip, load_episode
+from vgps.cli.main import main
+from vgps.evaluation.rollouts import episode_strip, load_episode
+from vgps.evaluation.runner import episode_seed, wilson_interval
 
 TASK = "carrot_on_plate"
 SMALL = ["--task", TASK, "--episodes", "3", "--image-size", "48"]

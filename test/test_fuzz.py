@@ -23,17 +23,17 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from vgps.graph import Graph, describe  # noqa: E402
-from vgps.launcher import Lifecycle, NodeProcesses, isolate  # noqa: E402
-from vgps_critic import ros_qos  # noqa: E402
-from vgps_critic.ros_conversions import (  # noqa: E402
+from vgps.graph.description import Graph, describe  # noqa: E402
+from vgps.graph.launcher import Lifecycle, NodeProcesses, isolate  # noqa: E402
+from vgps_interfaces.msg import ActionCandidates, ScoredCandidates, SelectedAction  # noqa: E402
+from vgps_ros import qos  # noqa: E402
+from vgps_ros.conversions import (  # noqa: E402
     candidates_to_msg,
     image_to_msg,
     scored_to_msg,
     stamp_from_ns,
     stamp_to_ns,
 )
-from vgps_interfaces.msg import ActionCandidates, ScoredCandidates, SelectedAction  # noqa: E402
 from vgps_widowx.safety import SafetyConfig  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -50,7 +50,7 @@ SCORED_CLASSES = ("nan_q", "bad_q", "nan_actions", "bad_k", "bad_dims", "bad_len
 
 @pytest.fixture(scope="module")
 def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli import main
+    from vgps.cli.main import main
 
     out = tmp_path_factory.mktemp("critic") / "random_sim"
     assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0
@@ -158,15 +158,15 @@ def test_fuzzed_inputs_never_crash_never_command_unsafe_actions(critic_dir, tmp_
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     received: dict[str, list] = {"selected": [], "diagnostics": [], "scored": []}
-    node.create_subscription(SelectedAction, ros_qos.SELECTED,
-                             received["selected"].append, ros_qos.COMMAND)
-    node.create_subscription(ScoredCandidates, ros_qos.SCORED,
-                             received["scored"].append, ros_qos.COMMAND)
-    node.create_subscription(DiagnosticArray, ros_qos.DIAGNOSTICS,
-                             received["diagnostics"].append, ros_qos.DIAGNOSTICS_QOS)
-    pub_image = node.create_publisher(Image, ros_qos.CAMERA, ros_qos.SENSOR)
-    pub_cands = node.create_publisher(ActionCandidates, ros_qos.CANDIDATES, ros_qos.COMMAND)
-    pub_scored = node.create_publisher(ScoredCandidates, ros_qos.SCORED, ros_qos.COMMAND)
+    node.create_subscription(SelectedAction, qos.SELECTED,
+                             received["selected"].append, qos.COMMAND)
+    node.create_subscription(ScoredCandidates, qos.SCORED,
+                             received["scored"].append, qos.COMMAND)
+    node.create_subscription(DiagnosticArray, qos.DIAGNOSTICS,
+                             received["diagnostics"].append, qos.DIAGNOSTICS_QOS)
+    pub_image = node.create_publisher(Image, qos.CAMERA, qos.SENSOR)
+    pub_cands = node.create_publisher(ActionCandidates, qos.CANDIDATES, qos.COMMAND)
+    pub_scored = node.create_publisher(ScoredCandidates, qos.SCORED, qos.COMMAND)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     try:

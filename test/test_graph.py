@@ -34,14 +34,14 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from vgps_critic import ros_qos  # noqa: E402
-from vgps_critic.ros_conversions import stamp_to_ns  # noqa: E402
 from vgps_interfaces.msg import (  # noqa: E402
     ActionCandidates,
     EpisodeStatus,
     ScoredCandidates,
     SelectedAction,
 )
+from vgps_ros import qos  # noqa: E402
+from vgps_ros.conversions import stamp_to_ns  # noqa: E402
 
 pytestmark = pytest.mark.timeout(420)
 EXECUTING = ("argmax", "softmax", "fallback")
@@ -50,7 +50,7 @@ VGPS = str(Path(sys.executable).parent / "vgps")
 
 @pytest.fixture(scope="module")
 def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli import main
+    from vgps.cli.main import main
 
     out = tmp_path_factory.mktemp("critic") / "random_sim"
     assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0
@@ -61,13 +61,13 @@ class Probe:
     """A test node in its own rclpy context that records what the graph publishes."""
 
     TOPICS: ClassVar[dict] = {
-        "selected": (SelectedAction, ros_qos.SELECTED, ros_qos.COMMAND),
-        "scored": (ScoredCandidates, ros_qos.SCORED, ros_qos.COMMAND),
-        "candidates": (ActionCandidates, ros_qos.CANDIDATES, ros_qos.COMMAND),
-        "episode": (EpisodeStatus, ros_qos.EPISODE, ros_qos.COMMAND),
-        "joints": (JointState, ros_qos.JOINT_STATES, ros_qos.COMMAND),
-        "camera": (Image, ros_qos.CAMERA, ros_qos.SENSOR),
-        "diagnostics": (DiagnosticArray, ros_qos.DIAGNOSTICS, ros_qos.DIAGNOSTICS_QOS),
+        "selected": (SelectedAction, qos.SELECTED, qos.COMMAND),
+        "scored": (ScoredCandidates, qos.SCORED, qos.COMMAND),
+        "candidates": (ActionCandidates, qos.CANDIDATES, qos.COMMAND),
+        "episode": (EpisodeStatus, qos.EPISODE, qos.COMMAND),
+        "joints": (JointState, qos.JOINT_STATES, qos.COMMAND),
+        "camera": (Image, qos.CAMERA, qos.SENSOR),
+        "diagnostics": (DiagnosticArray, qos.DIAGNOSTICS, qos.DIAGNOSTICS_QOS),
     }
 
     def __init__(self):
@@ -76,8 +76,8 @@ class Probe:
         self.node = rclpy.create_node(f"probe_{os.getpid()}", context=self.context)
         self.lock = threading.Lock()
         self.log: dict[str, list] = {name: [] for name in self.TOPICS}
-        for name, (kind, topic, qos) in self.TOPICS.items():
-            self.node.create_subscription(kind, topic, self._recorder(name), qos)
+        for name, (kind, topic, profile) in self.TOPICS.items():
+            self.node.create_subscription(kind, topic, self._recorder(name), profile)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -230,13 +230,13 @@ def test_faults_estop_camera_critic_and_policy(critic_dir, tmp_path):
         assert proc.poll() is None
 
         # -- e-stop latches: nothing moves until reset -----------------------------------------
-        assert probe.call(Trigger, "/" + ros_qos.ESTOP, Trigger.Request()).success
+        assert probe.call(Trigger, "/" + qos.ESTOP, Trigger.Request()).success
         t0 = time.monotonic()
         time.sleep(grace + window)
         assert not probe.steps(t0 + grace), "the arm moved while the e-stop was engaged"
         late = probe.since("selected", t0 + grace)
         assert late and {m.reason for m in late} <= {"estop", "hold"}
-        assert probe.call(Trigger, "/" + ros_qos.RESET_ESTOP, Trigger.Request()).success
+        assert probe.call(Trigger, "/" + qos.RESET_ESTOP, Trigger.Request()).success
         t1 = time.monotonic()
         probe.wait(lambda: len(probe.steps(t1)) >= 2, 30, "steps after the e-stop reset")
 

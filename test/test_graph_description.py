@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vgps.graph import (
+from vgps.cli.up import parse_launch_arguments, parse_sets
+from vgps.graph.description import (
     LAUNCH_ARGUMENTS,
     NODES,
     OVERLAY,
@@ -16,8 +17,7 @@ from vgps.graph import (
     load_config,
     policy_parameters,
 )
-from vgps.launcher import isolate, ros_arguments
-from vgps.up_cmd import parse_launch_arguments, parse_sets
+from vgps.graph.launcher import isolate, ros_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 

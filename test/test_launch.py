@@ -3,7 +3,8 @@
 Where ``launch_ros`` is importable (a full ROS 2 install) ``generate_launch_description()`` is
 run; everywhere the file is checked statically: it is parsed with ``ast``, imports
 ``launch``/``launch_ros`` only inside ``generate_launch_description``, takes its nodes from
-``vgps.graph.describe``, and every node's executable is a console script of its package (in its
+``vgps.graph.description.describe``, and every node's executable is a console script of its
+package (in its
 pyproject.toml for pip and its setup.py for colcon) that is installed here.
 """
 
@@ -20,8 +21,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from vgps.graph import LAUNCH_ARGUMENTS, describe
-from vgps.launcher import executable
+from vgps.graph.description import LAUNCH_ARGUMENTS, describe
+from vgps.graph.launcher import executable
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "steer_widowx.launch.py"
@@ -48,7 +49,7 @@ def test_launch_ros_imports_stay_inside_generate_launch_description():
     [func] = [n for n in tree.body if isinstance(n, ast.FunctionDef)
               and n.name == "generate_launch_description"]
     inside = _imported_modules(ast.walk(func))
-    assert {"launch", "launch_ros.actions", "vgps.graph"} <= inside
+    assert {"launch", "launch_ros.actions", "vgps.graph.description"} <= inside
 
 
 def test_launch_file_uses_the_graph_description():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from vgps.monitor import BARS, MonitorState, sparkline
+from vgps.monitoring.terminal import BARS, MonitorState, sparkline
 
 pytestmark = pytest.mark.timeout(240)
 VGPS = str(Path(sys.executable).parent / "vgps")
@@ -75,7 +75,7 @@ def test_state_renders_what_it_heard():
 # -- against a running graph ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli import main
+    from vgps.cli.main import main
 
     out = tmp_path_factory.mktemp("critic") / "random_sim"
     assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0

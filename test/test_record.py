@@ -23,8 +23,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from vgps.graph import LAUNCH_ARGUMENTS, RECORDER, describe
-from vgps.launcher import NodeProcesses, executable, ros_arguments
+from vgps.graph.description import LAUNCH_ARGUMENTS, RECORDER, describe
+from vgps.graph.launcher import NodeProcesses, executable, ros_arguments
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
@@ -32,10 +32,10 @@ from rclpy.qos import DurabilityPolicy  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float32, String  # noqa: E402
 
-from vgps.bag import read_bag  # noqa: E402
-from vgps.recorder_node import STEERING_TOPICS, expected_subscriptions  # noqa: E402
-from vgps_critic import ros_qos  # noqa: E402
-from vgps_critic.ros_conversions import stamp_to_ns  # noqa: E402
+from vgps.bags import read_bag  # noqa: E402
+from vgps.bags.recorder_node import STEERING_TOPICS, expected_subscriptions  # noqa: E402
+from vgps_ros import qos  # noqa: E402
+from vgps_ros.conversions import stamp_to_ns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -76,20 +76,20 @@ def test_record_adds_the_recorder_first_and_unmanaged(tmp_path):
 def test_recorder_executable_is_installed_for_vgps_up_and_launch():
     spec = describe({"record": "bag"}).node("recorder")
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts[spec.executable] == "vgps.recorder_node:main"
-    assert importlib.util.find_spec("vgps.recorder_node") is not None
+    assert scripts[spec.executable] == "vgps.bags.recorder_node:main"
+    assert importlib.util.find_spec("vgps.bags.recorder_node") is not None
     assert Path(executable(spec)).is_file()
 
 
 def test_recorder_subscribes_to_every_steering_topic_with_the_graphs_qos():
-    assert set(STEERING_TOPICS) >= {ros_qos.CAMERA, ros_qos.INSTRUCTION, ros_qos.CANDIDATES,
-                                    ros_qos.SCORED, ros_qos.SELECTED, ros_qos.EPISODE,
-                                    ros_qos.JOINT_STATES, ros_qos.Q_VALUES, ros_qos.Q_SELECTED,
-                                    ros_qos.Q_MARGIN, ros_qos.DIAGNOSTICS}
-    assert STEERING_TOPICS[ros_qos.CAMERA][1] is ros_qos.SENSOR
-    assert STEERING_TOPICS[ros_qos.INSTRUCTION][1] is ros_qos.LATCHED
-    assert STEERING_TOPICS[ros_qos.DIAGNOSTICS][1] is ros_qos.DIAGNOSTICS_QOS
-    assert STEERING_TOPICS[ros_qos.SELECTED][1] is ros_qos.COMMAND
+    assert set(STEERING_TOPICS) >= {qos.CAMERA, qos.INSTRUCTION, qos.CANDIDATES,
+                                    qos.SCORED, qos.SELECTED, qos.EPISODE,
+                                    qos.JOINT_STATES, qos.Q_VALUES, qos.Q_SELECTED,
+                                    qos.Q_MARGIN, qos.DIAGNOSTICS}
+    assert STEERING_TOPICS[qos.CAMERA][1] is qos.SENSOR
+    assert STEERING_TOPICS[qos.INSTRUCTION][1] is qos.LATCHED
+    assert STEERING_TOPICS[qos.DIAGNOSTICS][1] is qos.DIAGNOSTICS_QOS
+    assert STEERING_TOPICS[qos.SELECTED][1] is qos.COMMAND
     assert "/vgps/episode" in expected_subscriptions() and "/diagnostics" in \
         expected_subscriptions()
     # relative or absolute names; a topic of unknown type is subscribed once it has a publisher
@@ -140,14 +140,14 @@ class Publisher:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"pub_{os.getpid()}", context=self.context)
-        self.instruction = self.node.create_publisher(String, ros_qos.INSTRUCTION,
-                                                      ros_qos.LATCHED)
-        self.margin = self.node.create_publisher(Float32, ros_qos.Q_MARGIN, ros_qos.COMMAND)
-        self.joints = self.node.create_publisher(JointState, ros_qos.JOINT_STATES,
-                                                 ros_qos.COMMAND)
-        self.chatter = self.node.create_publisher(String, "test/chatter", ros_qos.COMMAND)
+        self.instruction = self.node.create_publisher(String, qos.INSTRUCTION,
+                                                      qos.LATCHED)
+        self.margin = self.node.create_publisher(Float32, qos.Q_MARGIN, qos.COMMAND)
+        self.joints = self.node.create_publisher(JointState, qos.JOINT_STATES,
+                                                 qos.COMMAND)
+        self.chatter = self.node.create_publisher(String, "test/chatter", qos.COMMAND)
 
-    def wait_for_recorder(self, timeout: float = 60.0, topics=(ros_qos.Q_MARGIN,)) -> None:
+    def wait_for_recorder(self, timeout: float = 60.0, topics=(qos.Q_MARGIN,)) -> None:
         deadline = time.monotonic() + timeout
         while any(self.node.count_subscribers(t) < 1 for t in topics):
             assert time.monotonic() < deadline, "the recorder never subscribed"
@@ -180,7 +180,7 @@ def test_recorder_finalises_the_bag_on_sigint_and_sigterm(tmp_path, stop):
     proc = start_recorder([str(BIN / "vgps-recorder")], bag, tmp_path / "recorder.log",
                           "topics:=[vgps/instruction, vgps/q_margin, joint_states, test/chatter]")
     try:
-        pub.wait_for_recorder(topics=(ros_qos.Q_MARGIN, ros_qos.JOINT_STATES, "test/chatter"))
+        pub.wait_for_recorder(topics=(qos.Q_MARGIN, qos.JOINT_STATES, "test/chatter"))
         for i in range(20):
             pub.margin.publish(Float32(data=float(i)))
             pub.joints.publish(JointState(name=["waist"], position=[0.01 * i]))
@@ -207,7 +207,7 @@ def test_recorder_finalises_the_bag_on_sigint_and_sigterm(tmp_path, stop):
     assert {n: t["message_count"] for n, t in listed.items()} == result.counts
     [offered] = listed["/vgps/instruction"]["topic_metadata"]["offered_qos_profiles"]
     assert (offered["reliability"], offered["durability"]) == ("reliable", "transient_local")
-    assert ros_qos.LATCHED.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert qos.LATCHED.durability == DurabilityPolicy.TRANSIENT_LOCAL
     # what arrives over DDS is exact CDR: rosbags reads the recorded JointStates (empty arrays)
     store = get_typestore(Stores.EMPTY)
     with Reader(bag) as reader:
@@ -221,7 +221,7 @@ def test_recorder_finalises_the_bag_on_sigint_and_sigterm(tmp_path, stop):
 def test_sigkilled_recorder_leaves_a_readable_bag(tmp_path):
     pub = Publisher()
     bag = tmp_path / "bag"
-    proc = start_recorder([sys.executable, "-m", "vgps.recorder_node"], bag,
+    proc = start_recorder([sys.executable, "-m", "vgps.bags.recorder_node"], bag,
                           tmp_path / "recorder.log")
     try:
         pub.wait_for_recorder()
@@ -247,7 +247,7 @@ def test_sigkilled_recorder_leaves_a_readable_bag(tmp_path):
 
 @pytest.fixture(scope="module")
 def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli import main
+    from vgps.cli.main import main
 
     out = tmp_path_factory.mktemp("critic") / "random_sim"
     assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0

@@ -32,12 +32,12 @@ rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from vgps.bag import BagWriter, read_bag  # noqa: E402
-from vgps.cli import main  # noqa: E402
-from vgps.replay import REPLAY_JSON, RUN_INFO, replay  # noqa: E402
-from vgps_critic import ros_qos  # noqa: E402
-from vgps_critic.ros_conversions import stamp_to_ns  # noqa: E402
+from vgps.bags import BagWriter, read_bag  # noqa: E402
+from vgps.cli.main import main  # noqa: E402
+from vgps.replay.rescore import REPLAY_JSON, RUN_INFO, replay  # noqa: E402
 from vgps_interfaces.msg import ScoredCandidates, SelectedAction  # noqa: E402
+from vgps_ros import qos  # noqa: E402
+from vgps_ros.conversions import stamp_to_ns  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
 BIN = Path(sys.executable).parent
@@ -75,7 +75,7 @@ def bag(tmp_path_factory, critics) -> Path:
 
 
 def recorded_q(bag_path: Path) -> dict[int, np.ndarray]:
-    """The recorded Q-values per source-image stamp, read independently of vgps.replay."""
+    """The recorded Q-values per source-image stamp, read independently of vgps.replay.rescore."""
     return {stamp_to_ns(m.header.stamp): np.asarray(m.q_values, np.float32)
             for m in read_bag(bag_path, ["/vgps/scored"]).on("/vgps/scored")}
 
@@ -207,7 +207,7 @@ def test_another_critic_shows_where_choices_change(other_replay):
 
 
 def test_truncated_bag_is_replayed_as_far_as_readable(bag, critics, tmp_path):
-    from vgps import mcap_scan
+    from vgps.bags import mcap_scan
 
     mcap = next(bag.glob("*.mcap"))
     data = mcap.read_bytes()
@@ -236,7 +236,7 @@ def test_truncated_bag_is_replayed_as_far_as_readable(bag, critics, tmp_path):
 
 
 def test_steps_without_their_frame_are_skipped(bag, critics, tmp_path):
-    """A copy of the bag without two camera frames (written with vgps.bag.BagWriter)."""
+    """A copy of the bag without two camera frames (written with vgps.bags.writer.BagWriter)."""
     result = read_bag(bag)
     stamps = sorted(recorded_q(bag))
     dropped = {stamps[1], stamps[-1]}
@@ -281,11 +281,11 @@ class Listener:
         self.node = rclpy.create_node("replay_listener", namespace=namespace,
                                       context=self.context)
         self.got: dict[str, list] = {"scored": [], "selected": [], "diagnostics": []}
-        for key, kind, topic, qos in (
-                ("scored", ScoredCandidates, ros_qos.SCORED, ros_qos.COMMAND),
-                ("selected", SelectedAction, ros_qos.SELECTED, ros_qos.COMMAND),
-                ("diagnostics", DiagnosticArray, ros_qos.DIAGNOSTICS, ros_qos.DIAGNOSTICS_QOS)):
-            self.node.create_subscription(kind, topic, self.got[key].append, qos)
+        for key, kind, topic, profile in (
+                ("scored", ScoredCandidates, qos.SCORED, qos.COMMAND),
+                ("selected", SelectedAction, qos.SELECTED, qos.COMMAND),
+                ("diagnostics", DiagnosticArray, qos.DIAGNOSTICS, qos.DIAGNOSTICS_QOS)):
+            self.node.create_subscription(kind, topic, self.got[key].append, profile)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -298,7 +298,7 @@ class Listener:
 
 
 def test_publish_sends_the_bag_onto_live_topics(bag):
-    from vgps.bag_publish import publish_bag
+    from vgps.bags.publish import publish_bag
 
     result = read_bag(bag)
     scored = result.on("/vgps/scored")

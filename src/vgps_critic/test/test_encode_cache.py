@@ -12,8 +12,8 @@ from test_inputs import FixedEncoder
 
 import vgps_critic
 from vgps_critic.encode_cache import StampedEncoder
-from vgps_critic.input_guard import MessageError
 from vgps_critic.steering import Steerer
+from vgps_ros.input_guard import MessageError
 
 
 @pytest.fixture(scope="module")

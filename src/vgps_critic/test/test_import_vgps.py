@@ -11,7 +11,7 @@ from reference_critic import reference_get_q_values
 from release_layout import agent_tree, write_legacy_file, write_orbax_dir
 
 import vgps_critic
-from vgps.cli import main as vgps_main
+from vgps.cli.main import main as vgps_main
 from vgps_critic import ActionSpace, CheckpointError, CriticConfig
 from vgps_critic.import_vgps import import_vgps, infer_config, parse_action_bounds
 

@@ -9,8 +9,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
-from vgps_critic.input_guard import MessageError, RejectionLog, check_stamp
-from vgps_critic.ros_conversions import (
+from vgps_ros.conversions import (
     candidates_from_msg,
     candidates_to_msg,
     image_from_msg,
@@ -20,6 +19,7 @@ from vgps_critic.ros_conversions import (
     stamp_from_ns,
     stamp_to_ns,
 )
+from vgps_ros.input_guard import MessageError, RejectionLog, check_stamp
 
 STAMP = 1_700_000_000_123_456_789
 

@@ -32,17 +32,17 @@ from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Float32MultiArray, String
 
-from vgps_critic import ros_qos
 from vgps_critic.encode_cache import StampedEncoder
-from vgps_critic.input_guard import MessageError, RejectionLog, check_stamp
-from vgps_critic.ros_conversions import (
+from vgps_interfaces.msg import ActionCandidates, ScoredCandidates
+from vgps_ros import qos
+from vgps_ros.conversions import (
     candidates_from_msg,
     image_from_msg,
     scored_to_msg,
     stamp_to_ns,
 )
-from vgps_critic.ros_runtime import OK, WARN, autostart, describe, diagnostic, now_s, result, spin
-from vgps_interfaces.msg import ActionCandidates, ScoredCandidates
+from vgps_ros.input_guard import MessageError, RejectionLog, check_stamp
+from vgps_ros.runtime import OK, WARN, autostart, describe, diagnostic, now_s, result, spin
 
 
 class CriticNode(LifecycleNode):
@@ -72,8 +72,8 @@ class CriticNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set)
         # One worker: JAX releases the GIL while it computes, so encoding overlaps the callbacks.
         self._encode_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-        self._diag_pub = self.create_publisher(DiagnosticArray, ros_qos.DIAGNOSTICS,
-                                               ros_qos.DIAGNOSTICS_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, qos.DIAGNOSTICS,
+                                               qos.DIAGNOSTICS_QOS)
         self._rejections = RejectionLog()
         self._encoder: StampedEncoder | None = None
         self._active = False
@@ -115,17 +115,17 @@ class CriticNode(LifecycleNode):
         self._instruction = self._param("instruction")
         pub = self.create_lifecycle_publisher
         self._pubs = {
-            "scored": pub(ScoredCandidates, ros_qos.SCORED, ros_qos.COMMAND),
-            "q_values": pub(Float32MultiArray, ros_qos.Q_VALUES, ros_qos.COMMAND),
-            "q_max": pub(Float32, ros_qos.Q_MAX, ros_qos.COMMAND),
-            "q_mean": pub(Float32, ros_qos.Q_MEAN, ros_qos.COMMAND),
+            "scored": pub(ScoredCandidates, qos.SCORED, qos.COMMAND),
+            "q_values": pub(Float32MultiArray, qos.Q_VALUES, qos.COMMAND),
+            "q_max": pub(Float32, qos.Q_MAX, qos.COMMAND),
+            "q_mean": pub(Float32, qos.Q_MEAN, qos.COMMAND),
         }
         self._subs = [
-            self.create_subscription(Image, ros_qos.CAMERA, self._on_image, ros_qos.SENSOR),
-            self.create_subscription(ActionCandidates, ros_qos.CANDIDATES, self._on_candidates,
-                                     ros_qos.COMMAND),
-            self.create_subscription(String, ros_qos.INSTRUCTION, self._on_instruction,
-                                     ros_qos.LATCHED),
+            self.create_subscription(Image, qos.CAMERA, self._on_image, qos.SENSOR),
+            self.create_subscription(ActionCandidates, qos.CANDIDATES, self._on_candidates,
+                                     qos.COMMAND),
+            self.create_subscription(String, qos.INSTRUCTION, self._on_instruction,
+                                     qos.LATCHED),
         ]
         self._status, self._error = "configured", ""
         self.get_logger().info(f"critic {critic.critic_id} loaded from {path} "

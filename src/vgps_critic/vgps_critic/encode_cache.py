@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from vgps_critic.input_guard import MessageError
 from vgps_critic.steering import resize_image
+from vgps_ros.input_guard import MessageError
 
 
 @dataclasses.dataclass(frozen=True)

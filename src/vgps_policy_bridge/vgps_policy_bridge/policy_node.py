@@ -28,14 +28,14 @@ from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from vgps_critic import ros_qos
-from vgps_critic.input_guard import MessageError, RejectionLog
-from vgps_critic.ros_conversions import image_from_msg, stamp_to_ns
-from vgps_critic.ros_runtime import OK, WARN, autostart, describe, diagnostic, result, spin
 from vgps_interfaces.msg import ActionCandidates, EpisodeStatus
 from vgps_policy_bridge.policy import check_k
 from vgps_policy_bridge.proposer import POLICIES, PolicySettings, Proposer, make_policy
 from vgps_policy_bridge.ros_conversions import candidates_msg
+from vgps_ros import qos
+from vgps_ros.conversions import image_from_msg, stamp_to_ns
+from vgps_ros.input_guard import MessageError, RejectionLog
+from vgps_ros.runtime import OK, WARN, autostart, describe, diagnostic, result, spin
 
 CONFIGURE_ONLY = ("policy", "horizon", "octo_model", "octo_dataset_key", "remote_url",
                   "remote_timeout_s", "remote_batched")
@@ -69,8 +69,8 @@ class PolicyNode(LifecycleNode):
             "one request with n = K instead of K requests (policy remote)"))
         self.add_on_set_parameters_callback(self._on_set)
         self._group = MutuallyExclusiveCallbackGroup()  # sampling, one at a time
-        self._diag_pub = self.create_publisher(DiagnosticArray, ros_qos.DIAGNOSTICS,
-                                               ros_qos.DIAGNOSTICS_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, qos.DIAGNOSTICS,
+                                               qos.DIAGNOSTICS_QOS)
         self._proposer: Proposer | None = None
         self._pub = None
         self._subs: list = []
@@ -116,22 +116,22 @@ class PolicyNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._proposer = Proposer(policy, self._param("k"), self._param("seed"),
                                   needs_state=settings.policy == "sim")
-        self._pub = self.create_lifecycle_publisher(ActionCandidates, ros_qos.CANDIDATES,
-                                                    ros_qos.COMMAND)
+        self._pub = self.create_lifecycle_publisher(ActionCandidates, qos.CANDIDATES,
+                                                    qos.COMMAND)
         sub = self.create_subscription
         self._subs = [
-            sub(Image, ros_qos.CAMERA, self._on_image, ros_qos.SENSOR,
+            sub(Image, qos.CAMERA, self._on_image, qos.SENSOR,
                 callback_group=self._group),
-            sub(String, ros_qos.INSTRUCTION, self._on_instruction, ros_qos.LATCHED),
-            sub(EpisodeStatus, ros_qos.EPISODE, self._on_episode, ros_qos.COMMAND,
+            sub(String, qos.INSTRUCTION, self._on_instruction, qos.LATCHED),
+            sub(EpisodeStatus, qos.EPISODE, self._on_episode, qos.COMMAND,
                 callback_group=self._group),
         ]
         if settings.policy == "sim":
             from vgps_widowx.ros_conversions import sim_state_from_msg
 
             self._sim_state_from_msg = sim_state_from_msg
-            self._subs.append(sub(String, ros_qos.SIM_STATE, self._on_sim_state,
-                                  ros_qos.COMMAND, callback_group=self._group))
+            self._subs.append(sub(String, qos.SIM_STATE, self._on_sim_state,
+                                  qos.COMMAND, callback_group=self._group))
         self._status, self._error = "configured", ""
         self.get_logger().info(f"policy {policy.name} ready (k={self._param('k')}, "
                                f"horizon={settings.horizon})")

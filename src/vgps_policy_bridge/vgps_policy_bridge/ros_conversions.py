@@ -1,6 +1,6 @@
 """numpy -> ROS for the policy node: (K, H, 7) chunks -> ``vgps_interfaces/ActionCandidates``.
 
-The message layout and its validation live in :mod:`vgps_critic.ros_conversions` (one definition
+The message layout and its validation live in :mod:`vgps_ros.conversions` (one definition
 for the producer and every consumer); this module is the policy side's entry point to it.
 
 Usage::
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vgps_critic.ros_conversions import MessageError, candidates_to_msg, stamp_to_ns
 from vgps_interfaces.msg import ActionCandidates
+from vgps_ros.conversions import MessageError, candidates_to_msg, stamp_to_ns
 
 __all__ = ["MessageError", "candidates_msg", "stamp_to_ns"]
 

@@ -47,7 +47,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from vgps_policy_bridge.policy import ACTION_DIM, Policy, check_k
-from vgps_widowx.sim import kinematics, scene, scripted
+from vgps_widowx.robot import kinematics
+from vgps_widowx.sim import scene, scripted
 from vgps_widowx.sim.control import ACTION_HIGH, ACTION_LOW
 from vgps_widowx.sim.scripted import ScriptConfig, Waypoint
 from vgps_widowx.sim.tasks import TASKS, get_task, quat_yaw

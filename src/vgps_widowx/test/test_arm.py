@@ -7,16 +7,18 @@ import types
 import numpy as np
 import pytest
 
-from vgps_widowx.arm import (
+from vgps_widowx.arms.base import (
     INTERBOTIX_INSTALL_HINT,
     ArmBackend,
     ArmUnavailableError,
     SimArm,
     make_arm,
 )
-from vgps_widowx.interbotix_arm import kinematic_model
+from vgps_widowx.arms.interbotix import kinematic_model
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import kinematics
 from vgps_widowx.safety import SafetyConfig
-from vgps_widowx.sim import SimEnvConfig, kinematics, robot
+from vgps_widowx.sim import SimEnvConfig
 
 LIMIT = SafetyConfig().max_translation
 BOX_LOW = np.array(SafetyConfig().workspace_low)

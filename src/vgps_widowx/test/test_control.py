@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from vgps_widowx.sim import ControlConfig, kinematics, robot
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import kinematics
+from vgps_widowx.sim import ControlConfig
 from vgps_widowx.sim.control import validate_action
 
 

@@ -4,7 +4,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from vgps_widowx.sim import kinematics, robot, scene
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import kinematics
+from vgps_widowx.sim import scene
 
 # Space-frame screw axes (omega; v) and home pose of ee_gripper_link, from the facts sheet.
 SCREWS = np.array(

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from vgps_widowx.camera_model import CameraModel, camera_model_from_params
 from vgps_widowx.overlay import (
     HIGHLIGHT,
     NAN_COLOUR,
@@ -34,9 +33,11 @@ from vgps_widowx.overlay import (
     q_colours,
     q_margin,
 )
-from vgps_widowx.sim import robot, scene
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot.camera import CameraModel, camera_model_from_params
+from vgps_widowx.robot.kinematics import rotation_to_euler
+from vgps_widowx.sim import scene
 from vgps_widowx.sim.camera import sim_camera_model
-from vgps_widowx.sim.kinematics import rotation_to_euler
 
 NO_LEGEND = OverlayConfig(min_size=0, legend=False, line_width=3, arrow_gain=1.0)
 OTHER_POSE = np.array([0.35, -0.3, 0.2, 0.1, 1.2, 0.4])
@@ -316,8 +317,8 @@ class Graph:
         from rclpy.parameter import Parameter
         from sensor_msgs.msg import Image, JointState
 
-        from vgps_critic import ros_qos
         from vgps_interfaces.msg import ScoredCandidates, SelectedAction
+        from vgps_ros import qos
         from vgps_widowx.overlay_node import OverlayNode
 
         self.context = rclpy.Context()
@@ -327,14 +328,14 @@ class Graph:
         self.node = rclpy.create_node("overlay_probe", context=self.context)
         pub = self.node.create_publisher
         self.pubs = {
-            "image": pub(Image, ros_qos.CAMERA, ros_qos.SENSOR),
-            "joints": pub(JointState, ros_qos.JOINT_STATES, ros_qos.COMMAND),
-            "scored": pub(ScoredCandidates, ros_qos.SCORED, ros_qos.COMMAND),
-            "selected": pub(SelectedAction, ros_qos.SELECTED, ros_qos.COMMAND),
+            "image": pub(Image, qos.CAMERA, qos.SENSOR),
+            "joints": pub(JointState, qos.JOINT_STATES, qos.COMMAND),
+            "scored": pub(ScoredCandidates, qos.SCORED, qos.COMMAND),
+            "selected": pub(SelectedAction, qos.SELECTED, qos.COMMAND),
         }
         self.received: list = []
-        self.node.create_subscription(Image, ros_qos.OVERLAY, self.received.append,
-                                      ros_qos.COMMAND)
+        self.node.create_subscription(Image, qos.OVERLAY, self.received.append,
+                                      qos.COMMAND)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.overlay)
         self.executor.add_node(self.node)
@@ -350,8 +351,8 @@ class Graph:
 
     def publish_step(self, frame: np.ndarray, joints: np.ndarray, actions: np.ndarray,
                      q: np.ndarray, index: int, stamp_ns: int) -> None:
-        from vgps_critic.ros_conversions import candidates_to_msg, image_to_msg, scored_to_msg
         from vgps_interfaces.msg import SelectedAction
+        from vgps_ros.conversions import candidates_to_msg, image_to_msg, scored_to_msg
         from vgps_widowx.ros_conversions import joint_state_msg, stamp_from_ns
 
         self.pubs["image"].publish(image_to_msg(frame, stamp_ns))
@@ -378,7 +379,7 @@ class Graph:
 def test_overlay_node_publishes_the_drawn_frame_only_when_enabled(env):
     from rclpy.parameter import Parameter
 
-    from vgps_critic.ros_conversions import image_from_msg, stamp_to_ns
+    from vgps_ros.conversions import image_from_msg, stamp_to_ns
     from vgps_widowx.overlay import output_scale
 
     obs, _ = env.reset(seed=1)

@@ -37,10 +37,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from vgps_critic import ros_qos
-from vgps_critic.input_guard import MessageError
-from vgps_critic.ros_runtime import autostart, describe, result, spin
 from vgps_interfaces.msg import EpisodeStatus, SelectedAction
+from vgps_ros import qos
+from vgps_ros.input_guard import MessageError
+from vgps_ros.runtime import autostart, describe, result, spin
 from vgps_widowx.episode_runner import EpisodeRunner, RunnerConfig
 from vgps_widowx.ros_conversions import (
     episode_msg,
@@ -141,23 +141,23 @@ class ArmDriverNode(LifecycleNode):
         self._runner = EpisodeRunner(arm, config)
         pub = self.create_lifecycle_publisher
         self._pubs = {
-            "image": pub(Image, ros_qos.CAMERA, ros_qos.SENSOR),
-            "joints": pub(JointState, ros_qos.JOINT_STATES, ros_qos.COMMAND),
-            "episode": pub(EpisodeStatus, ros_qos.EPISODE, ros_qos.COMMAND),
-            "instruction": pub(String, ros_qos.INSTRUCTION, ros_qos.LATCHED),
+            "image": pub(Image, qos.CAMERA, qos.SENSOR),
+            "joints": pub(JointState, qos.JOINT_STATES, qos.COMMAND),
+            "episode": pub(EpisodeStatus, qos.EPISODE, qos.COMMAND),
+            "instruction": pub(String, qos.INSTRUCTION, qos.LATCHED),
         }
         if self._runner.is_sim:
-            self._pubs["sim_state"] = pub(String, ros_qos.SIM_STATE, ros_qos.COMMAND)
-        self._subs = [self.create_subscription(SelectedAction, ros_qos.SELECTED,
-                                               self._on_selected, ros_qos.COMMAND,
+            self._pubs["sim_state"] = pub(String, qos.SIM_STATE, qos.COMMAND)
+        self._subs = [self.create_subscription(SelectedAction, qos.SELECTED,
+                                               self._on_selected, qos.COMMAND,
                                                callback_group=self._exec_group)]
         if not has_camera and not self._runner.is_sim:
-            self._subs.append(self.create_subscription(Image, ros_qos.CAMERA_SOURCE,
-                                                       self._on_frame, ros_qos.SENSOR))
+            self._subs.append(self.create_subscription(Image, qos.CAMERA_SOURCE,
+                                                       self._on_frame, qos.SENSOR))
         self._srvs = [
-            self.create_service(Trigger, ros_qos.START_EPISODE, self._on_start_episode,
+            self.create_service(Trigger, qos.START_EPISODE, self._on_start_episode,
                                 callback_group=self._exec_group),
-            self.create_service(Trigger, ros_qos.RESET_ARM, self._on_reset,
+            self.create_service(Trigger, qos.RESET_ARM, self._on_reset,
                                 callback_group=self._exec_group),
         ]
         self._timer = self.create_timer(0.05, self._on_timer, callback_group=self._exec_group)
@@ -249,8 +249,8 @@ class ArmDriverNode(LifecycleNode):
     def _graph_ready(self) -> bool:
         """Policy and critic listen to the camera and a selector publishes decisions."""
         waited = time.monotonic() - self._start_after
-        listening = (self.count_subscribers(ros_qos.CAMERA) >= 2
-                     and self.count_publishers(ros_qos.SELECTED) >= 1)
+        listening = (self.count_subscribers(qos.CAMERA) >= 2
+                     and self.count_publishers(qos.SELECTED) >= 1)
         return listening or waited > self._param("startup_timeout_s")
 
     def _on_timer(self) -> None:
@@ -382,7 +382,7 @@ class ArmDriverNode(LifecycleNode):
 
 def _connect_arm(backend: str, config: RunnerConfig, image_size: int):
     """Builds and connects the backend (on the backend's thread)."""
-    from vgps_widowx.arm import make_arm
+    from vgps_widowx.arms.base import make_arm
 
     if backend == "sim":
         from vgps_widowx.sim import SimEnvConfig

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # the arm module imports MuJoCo; nodes import it only at configure
-    from vgps_widowx.arm import ArmBackend
+    from vgps_widowx.arms.base import ArmBackend
 
 EXECUTABLE = ("argmax", "softmax", "fallback")
 REAL_MAX_STEPS = 120  # step budget on the real arm when none is configured (24 s at 5 Hz)

@@ -9,7 +9,7 @@ candidate is drawn last, thicker, with a magenta outline. A filled circle at an 
 "close the gripper" (command < 0.5), a hollow one "open". A legend at the top names K, the chosen
 index and Q, the margin (best minus second-best Q) and the Q range of the colour bar.
 
-Camera model: :class:`vgps_widowx.camera_model.CameraModel` (re-exported here): pinhole
+Camera model: :class:`vgps_widowx.robot.camera.CameraModel` (re-exported here): pinhole
 intrinsics in the CameraInfo convention and the optical frame's pose in the arm's base frame. In
 simulation :func:`vgps_widowx.sim.camera.sim_camera_model` computes it from the MuJoCo camera; on
 the real arm it comes from parameters (:func:`camera_model_from_params`: ``fx, fy, cx, cy`` from
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vgps_widowx.camera_model import NEAR, CameraModel, camera_model_from_params
+from vgps_widowx.robot.camera import NEAR, CameraModel, camera_model_from_params
 
 __all__ = ["HIGHLIGHT", "NAN_COLOUR", "ArrowLayout", "CameraModel", "OverlayConfig",
            "camera_model_from_params", "colormap", "draw_overlay", "layout_arrows",

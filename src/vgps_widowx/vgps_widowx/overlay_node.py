@@ -39,13 +39,13 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
-from vgps_critic import ros_qos
-from vgps_critic.input_guard import MessageError
-from vgps_critic.ros_conversions import candidates_from_msg, image_from_msg, image_to_msg
-from vgps_critic.ros_runtime import describe, result, spin
 from vgps_interfaces.msg import ScoredCandidates, SelectedAction
-from vgps_widowx.camera_model import CameraModel, camera_model_from_params
+from vgps_ros import qos
+from vgps_ros.conversions import candidates_from_msg, image_from_msg, image_to_msg
+from vgps_ros.input_guard import MessageError
+from vgps_ros.runtime import describe, result, spin
 from vgps_widowx.overlay import OverlayConfig, draw_overlay
+from vgps_widowx.robot.camera import CameraModel, camera_model_from_params
 from vgps_widowx.ros_conversions import arm_joints_from_msg, stamp_to_ns
 
 CAMERA_MODELS = ("sim", "params")
@@ -101,8 +101,8 @@ class OverlayNode(Node):
         self._check_camera_parameters()
         self.add_on_set_parameters_callback(self._on_set)
 
-        from vgps_widowx.interbotix_arm import kinematic_model  # the arm's MJCF, FK only
-        from vgps_widowx.sim.kinematics import ArmKinematics
+        from vgps_widowx.arms.interbotix import kinematic_model  # the arm's MJCF, FK only
+        from vgps_widowx.robot.kinematics import ArmKinematics
 
         self._kin = ArmKinematics(kinematic_model())
         self._images: OrderedDict[int, Image] = OrderedDict()
@@ -110,14 +110,14 @@ class OverlayNode(Node):
         self._scored: OrderedDict[int, ScoredCandidates] = OrderedDict()
         self.published = 0
         self._last_warn = 0.0
-        self._pub = self.create_publisher(Image, ros_qos.OVERLAY, OVERLAY_QOS)
-        self.create_subscription(Image, ros_qos.CAMERA, self._on_image, ros_qos.SENSOR)
-        self.create_subscription(JointState, ros_qos.JOINT_STATES, self._on_joints,
-                                 ros_qos.COMMAND)
-        self.create_subscription(ScoredCandidates, ros_qos.SCORED, self._on_scored,
-                                 ros_qos.COMMAND)
-        self.create_subscription(SelectedAction, ros_qos.SELECTED, self._on_selected,
-                                 ros_qos.COMMAND)
+        self._pub = self.create_publisher(Image, qos.OVERLAY, OVERLAY_QOS)
+        self.create_subscription(Image, qos.CAMERA, self._on_image, qos.SENSOR)
+        self.create_subscription(JointState, qos.JOINT_STATES, self._on_joints,
+                                 qos.COMMAND)
+        self.create_subscription(ScoredCandidates, qos.SCORED, self._on_scored,
+                                 qos.COMMAND)
+        self.create_subscription(SelectedAction, qos.SELECTED, self._on_selected,
+                                 qos.COMMAND)
 
     # -- parameters -------------------------------------------------------------------------------
     def _read_config(self, changes: dict[str, Any]) -> OverlayConfig:

@@ -1,9 +1,9 @@
 """numpy <-> ROS messages of the WidowX side: camera images, selections, joints, sim state.
 
 Every ``*_from_msg`` validates (Kilted does not check field values) and raises
-:class:`~vgps_critic.input_guard.MessageError` whose ``kind`` names the problem.
+:class:`~vgps_ros.input_guard.MessageError` whose ``kind`` names the problem.
 
-Images: the conversion is defined once in :mod:`vgps_critic.ros_conversions` (the critic node
+Images: the conversion is defined once in :mod:`vgps_ros.conversions` (the critic node
 needs it too and ``vgps_critic`` depends on no other vgps package) and re-exported here:
 ``rgb8`` and ``bgr8`` only, any row padding (``step``), data length ``step * height``; the result
 is always RGB uint8 (H, W, 3).
@@ -27,15 +27,15 @@ import numpy as np
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from vgps_critic.input_guard import MessageError
-from vgps_critic.ros_conversions import (
+from vgps_interfaces.msg import EpisodeStatus, SelectedAction
+from vgps_ros.conversions import (
     ENCODINGS,
     image_from_msg,
     image_to_msg,
     stamp_from_ns,
     stamp_to_ns,
 )
-from vgps_interfaces.msg import EpisodeStatus, SelectedAction
+from vgps_ros.input_guard import MessageError
 
 EXECUTABLE_REASONS = ("argmax", "softmax", "fallback")
 JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",

@@ -30,7 +30,7 @@ from collections import Counter
 
 import numpy as np
 
-from vgps_critic.input_guard import RejectionLog
+from vgps_ros.input_guard import RejectionLog
 from vgps_widowx.safety import SafetyConfig, SafetyFilter
 from vgps_widowx.selector import Decision, Selector, SelectorConfig
 

@@ -22,16 +22,16 @@ from rclpy.node import Node
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
-from vgps_critic import ros_qos
-from vgps_critic.input_guard import MessageError
-from vgps_critic.ros_conversions import candidates_from_msg, scored_from_msg, stamp_to_ns
-from vgps_critic.ros_runtime import OK, WARN, describe, diagnostic, now_s, result, spin
 from vgps_interfaces.msg import (
     ActionCandidates,
     EpisodeStatus,
     ScoredCandidates,
     SelectedAction,
 )
+from vgps_ros import qos
+from vgps_ros.conversions import candidates_from_msg, scored_from_msg, stamp_to_ns
+from vgps_ros.input_guard import MessageError
+from vgps_ros.runtime import OK, WARN, describe, diagnostic, now_s, result, spin
 from vgps_widowx.ros_conversions import selected_to_msg
 from vgps_widowx.selector import EXECUTE_MODES, FALLBACKS, Decision, SelectorConfig
 from vgps_widowx.selector_loop import SelectorLoop
@@ -73,21 +73,21 @@ class SelectorNode(Node):
         self.add_on_set_parameters_callback(self._on_set)
 
         group = MutuallyExclusiveCallbackGroup()  # decisions in order, one at a time
-        self._selected_pub = self.create_publisher(SelectedAction, ros_qos.SELECTED,
-                                                   ros_qos.COMMAND)
-        self._q_selected_pub = self.create_publisher(Float32, ros_qos.Q_SELECTED,
-                                                     ros_qos.COMMAND)
-        self._q_margin_pub = self.create_publisher(Float32, ros_qos.Q_MARGIN, ros_qos.COMMAND)
-        self._diag_pub = self.create_publisher(DiagnosticArray, ros_qos.DIAGNOSTICS,
-                                               ros_qos.DIAGNOSTICS_QOS)
-        self.create_subscription(ScoredCandidates, ros_qos.SCORED, self._on_scored,
-                                 ros_qos.COMMAND, callback_group=group)
-        self.create_subscription(ActionCandidates, ros_qos.CANDIDATES, self._on_candidates,
-                                 ros_qos.COMMAND, callback_group=group)
-        self.create_subscription(EpisodeStatus, ros_qos.EPISODE, self._on_episode,
-                                 ros_qos.COMMAND, callback_group=group)
-        self.create_service(Trigger, ros_qos.ESTOP, self._on_estop, callback_group=group)
-        self.create_service(Trigger, ros_qos.RESET_ESTOP, self._on_reset_estop,
+        self._selected_pub = self.create_publisher(SelectedAction, qos.SELECTED,
+                                                   qos.COMMAND)
+        self._q_selected_pub = self.create_publisher(Float32, qos.Q_SELECTED,
+                                                     qos.COMMAND)
+        self._q_margin_pub = self.create_publisher(Float32, qos.Q_MARGIN, qos.COMMAND)
+        self._diag_pub = self.create_publisher(DiagnosticArray, qos.DIAGNOSTICS,
+                                               qos.DIAGNOSTICS_QOS)
+        self.create_subscription(ScoredCandidates, qos.SCORED, self._on_scored,
+                                 qos.COMMAND, callback_group=group)
+        self.create_subscription(ActionCandidates, qos.CANDIDATES, self._on_candidates,
+                                 qos.COMMAND, callback_group=group)
+        self.create_subscription(EpisodeStatus, qos.EPISODE, self._on_episode,
+                                 qos.COMMAND, callback_group=group)
+        self.create_service(Trigger, qos.ESTOP, self._on_estop, callback_group=group)
+        self.create_service(Trigger, qos.RESET_ESTOP, self._on_reset_estop,
                             callback_group=group)
         self.create_timer(self.get_parameter("tick_period_s").value, self._on_tick,
                           callback_group=group)

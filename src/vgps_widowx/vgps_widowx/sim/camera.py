@@ -1,4 +1,4 @@
-"""The simulated camera as a pinhole :class:`~vgps_widowx.camera_model.CameraModel`.
+"""The simulated camera as a pinhole :class:`~vgps_widowx.robot.camera.CameraModel`.
 
 MuJoCo cameras look along their frame's -z with +y up and square pixels; the vertical field of
 view ``fovy`` spans the image height, and the frustum is centred on the optical axis. So for a
@@ -6,7 +6,8 @@ view ``fovy`` spans the image height, and the frustum is centred on the optical 
 the image centre, ``((width - 1) / 2, (height - 1) / 2)`` with pixel centres at integers. The
 optical frame (z forward, y down) is the MuJoCo camera frame turned 180 degrees about its x axis.
 The arm's ``base_link`` body is the MuJoCo world origin in this scene (see
-:mod:`vgps_widowx.sim.robot`), but the pose is expressed relative to ``base_link`` explicitly.
+:mod:`vgps_widowx.robot.description`), but the pose is expressed relative to ``base_link``
+explicitly.
 
 Usage::
 
@@ -23,7 +24,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from vgps_widowx.camera_model import CameraModel
+from vgps_widowx.robot.camera import CameraModel
 from vgps_widowx.sim import scene
 
 BASE_BODY = "base_link"
@@ -43,7 +44,7 @@ def sim_camera_model(source: Any = None, width: int = 256, height: int = 256,
         camera: camera name in the model.
 
     Returns:
-        The :class:`~vgps_widowx.camera_model.CameraModel` (pose relative to ``base_link``).
+        The :class:`~vgps_widowx.robot.camera.CameraModel` (pose relative to ``base_link``).
 
     Raises:
         ValueError: unknown camera, or a source that is neither an env nor a model.

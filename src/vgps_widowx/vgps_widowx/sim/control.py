@@ -23,7 +23,8 @@ import dataclasses
 import mujoco
 import numpy as np
 
-from vgps_widowx.sim import kinematics, robot
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import kinematics
 
 ACTION_DIM = 7
 _POSITION_FIRST = 2e-3  # IK position error (m) above which orientation gives way to position

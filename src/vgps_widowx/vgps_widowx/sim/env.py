@@ -22,7 +22,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from vgps_widowx.sim import kinematics, robot, scene, tasks
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import kinematics
+from vgps_widowx.sim import scene, tasks
 from vgps_widowx.sim.control import ArmController, ControlConfig
 
 

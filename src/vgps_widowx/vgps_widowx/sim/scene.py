@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from vgps_widowx.sim import robot
+from vgps_widowx.robot import description as robot
 
 CAMERA = "over_shoulder"
 TABLE_GEOM = "table"

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from vgps_widowx.sim import kinematics, scene, tasks
+from vgps_widowx.robot import kinematics
+from vgps_widowx.sim import scene, tasks
 
 PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat", "done")
 OPEN, CLOSED = 1.0, 0.0

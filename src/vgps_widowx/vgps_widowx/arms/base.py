@@ -24,8 +24,9 @@ from typing import Any, final
 
 import numpy as np
 
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import kinematics
 from vgps_widowx.safety import SafetyConfig, SafetyFilter, SafetyVerdict
-from vgps_widowx.sim import kinematics, robot
 from vgps_widowx.sim.env import SimEnvConfig, WidowXSimEnv
 
 INTERBOTIX_INSTALL_HINT = (
@@ -343,14 +344,14 @@ class SimArm(ArmBackend):
 
 def __getattr__(name: str) -> Any:  # InterbotixArm lives in its own module (no import cycle)
     if name in ("InterbotixArm", "InterbotixConfig"):
-        from vgps_widowx import interbotix_arm
+        from vgps_widowx.arms import interbotix as interbotix_arm
 
         return getattr(interbotix_arm, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _interbotix(**kwargs: Any) -> ArmBackend:
-    from vgps_widowx.interbotix_arm import InterbotixArm
+    from vgps_widowx.arms.interbotix import InterbotixArm
 
     return InterbotixArm(**kwargs)
 

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from sensor_msgs.msg import Image
 
-from vgps_critic import ros_qos
-from vgps_critic.ros_conversions import image_from_msg, stamp_to_ns
 from vgps_interfaces.msg import ActionCandidates, EpisodeStatus, ScoredCandidates, SelectedAction
+from vgps_ros import qos
+from vgps_ros.conversions import image_from_msg, stamp_to_ns
 
 EXECUTING = ("argmax", "softmax", "fallback")
 ENDED = ("succeeded", "failed", "timeout")
@@ -68,12 +68,12 @@ class GraphMonitor:
         self._video = video
         self._last_note = 0.0
         sub = node.create_subscription
-        sub(ActionCandidates, ros_qos.CANDIDATES, self._on_candidates, ros_qos.COMMAND)
-        sub(ScoredCandidates, ros_qos.SCORED, self._on_scored, ros_qos.COMMAND)
-        sub(SelectedAction, ros_qos.SELECTED, self._on_selected, ros_qos.COMMAND)
-        sub(EpisodeStatus, ros_qos.EPISODE, self._on_episode, ros_qos.COMMAND)
+        sub(ActionCandidates, qos.CANDIDATES, self._on_candidates, qos.COMMAND)
+        sub(ScoredCandidates, qos.SCORED, self._on_scored, qos.COMMAND)
+        sub(SelectedAction, qos.SELECTED, self._on_selected, qos.COMMAND)
+        sub(EpisodeStatus, qos.EPISODE, self._on_episode, qos.COMMAND)
         if video:
-            sub(Image, ros_qos.CAMERA, self._on_image, ros_qos.SENSOR)
+            sub(Image, qos.CAMERA, self._on_image, qos.SENSOR)
 
     # -- callbacks --------------------------------------------------------------------------------
     def _on_candidates(self, msg: ActionCandidates) -> None:

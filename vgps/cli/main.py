@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vgps import __version__, critic_cmd, eval_cmd, monitor_cmd, replay_cmd, up_cmd
+from vgps import __version__
+from vgps.cli import critic as critic_cmd
+from vgps.cli import evaluate as eval_cmd
+from vgps.cli import monitor as monitor_cmd
+from vgps.cli import replay as replay_cmd
+from vgps.cli import up as up_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:

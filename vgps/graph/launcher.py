@@ -1,16 +1,16 @@
 """The native launcher behind ``vgps up``: one process per node, lifecycle, monitor, clean exit.
 
-Starts every node of :func:`vgps.graph.describe` as its own process with the executables and
-arguments launch_ros would use (``<exe> --ros-args -r __node:=<name> --params-file <yaml>
+Starts every node of :func:`vgps.graph.description.describe` as its own process with the
+executables and arguments launch_ros would use (``<exe> --ros-args -r __node:=<name> --params-file <yaml>
 -r from:=to``), drives the lifecycle nodes through configure and activate with the
-``lifecycle_msgs`` services, watches the graph with :class:`~vgps.graph_monitor.GraphMonitor`, and
+``lifecycle_msgs`` services, watches the graph with :class:`~vgps.graph.monitor.GraphMonitor`, and
 shuts everything down: SIGINT to every node, SIGTERM after ``sigint_timeout_s``, SIGKILL after
 ``sigterm_timeout_s`` - no orphans. ROS isolation (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``,
 a random ``ROS_DOMAIN_ID``) is set when the caller has not set it.
 
-With ``record:=DIR`` the bag recorder (:mod:`vgps.recorder_node`) starts first; the arm driver is
-activated (which starts the first episode) only once the recorder subscribes to the steering
-topics, and at shutdown the recorder gets its SIGINT after every other node has exited, so the
+With ``record:=DIR`` the bag recorder (:mod:`vgps.bags.recorder_node`) starts first; the arm
+driver is activated (which starts the first episode) only once the recorder subscribes to the
+steering topics, and at shutdown the recorder gets its SIGINT after every other node has exited, so the
 bag is finalised and holds everything they published. ``summary.json`` then says what the bag
 holds (``"bag"``).
 
@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from vgps.graph import RECORDER, Graph, NodeSpec, describe
+from vgps.graph.description import RECORDER, Graph, NodeSpec, describe
 
 TRANSITIONS = {"configure": 1, "activate": 3}  # lifecycle_msgs/msg/Transition ids
 
@@ -244,7 +244,7 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from vgps.graph_monitor import GraphMonitor
+    from vgps.graph.monitor import GraphMonitor
 
     # SIGINT / SIGTERM raise KeyboardInterrupt in this thread, which shuts the graph down in
     # order below (rclpy's own handlers chain to these). Not sys.argv: name:=value there are
@@ -345,7 +345,7 @@ def _check_record(graph: Graph) -> Path | None:
 
 def _bag_summary(path: Path, echo: Callable[[str], None]) -> dict[str, Any]:
     """What the recorded bag holds (messages per topic, problems), echoed in one line."""
-    from vgps.bag import BagError, BagReader
+    from vgps.bags import BagError, BagReader
 
     try:
         reader = BagReader(path)
@@ -366,7 +366,7 @@ def _wait_subscribed(node: Any, spec: NodeSpec, procs: NodeProcesses, timeout_s:
     """
     from rclpy.node import NodeNameNonExistentError
 
-    from vgps.recorder_node import expected_subscriptions
+    from vgps.bags.recorder_node import expected_subscriptions
 
     wanted = set(expected_subscriptions(spec.parameters.get("topics")))
     deadline = time.monotonic() + timeout_s

@@ -5,8 +5,9 @@
     vgps replay out/bags/run1 --publish --rate 4                      # live topics, 4x speed
     vgps replay out/bags/run1 --publish --restamp --topics /camera/image_raw /vgps/candidates
 
-With ``--out`` it writes ``OUT/replay.json`` and ``OUT/report.html`` (:mod:`vgps.replay`,
-:mod:`vgps.report`); with ``--publish`` it publishes the bag (:mod:`vgps.bag_publish`); both may
+With ``--out`` it writes ``OUT/replay.json`` and ``OUT/report.html`` (:mod:`vgps.replay.rescore`,
+:mod:`vgps.replay.report`); with ``--publish`` it publishes the bag (:mod:`vgps.bags.publish`);
+both may
 be given (analysis first).
 """
 
@@ -57,7 +58,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.out is None and not args.publish:
         raise ValueError("vgps replay: give --out DIR (re-score and report) and/or --publish")
     if args.out is not None:
-        from vgps.replay import replay
+        from vgps.replay.rescore import replay
 
         s = replay(args.bag, critic=args.critic, k=args.k, beta=args.beta, out=args.out,
                    seed=args.seed, max_thumbnails=args.thumbnails, progress=sys.stderr.isatty())
@@ -75,7 +76,7 @@ def _replay(args: argparse.Namespace) -> int:
               f"{agreement} ({len(s['changed_steps'])} changed), max |dQ| {diff}")
         print(f"wrote {args.out / 'replay.json'} and {s['report']}")
     if args.publish:
-        from vgps.bag_publish import publish_bag
+        from vgps.bags.publish import publish_bag
 
         try:
             done = publish_bag(args.bag, rate=args.rate, topics=args.topics,

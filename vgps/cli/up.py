@@ -6,11 +6,12 @@
     vgps up critic:=models/sim_critic --episodes 1 --record out/bags/run1
 
 Launch arguments are ``name:=value`` as with ``ros2 launch vgps steer_widowx.launch.py`` (see
-``vgps.graph``). In simulation ``--episodes N`` runs N episodes and exits (``0``: until Ctrl-C)
+``vgps.graph.description``). In simulation ``--episodes N`` runs N episodes and exits (``0``:
+until Ctrl-C)
 and ``--out DIR`` receives ``summary.json`` (episodes, step latency p50/p95), ``params.yaml``,
 ``processes.json``, node logs and, with ``--video``, ``episode_0.mp4``. ``--record DIR`` (or
 ``record:=DIR``) records the steering topics into a rosbag2 bag (MCAP) in ``DIR``
-(:mod:`vgps.recorder_node`; read it with :func:`vgps.bag.read_bag`).
+(:mod:`vgps.bags.recorder_node`; read it with :func:`vgps.bags.writer.read_bag`).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from vgps.launcher import UpConfig, up
+    from vgps.graph.launcher import UpConfig, up
 
     arguments = parse_launch_arguments(args.launch_arguments)
     if args.task:

@@ -1,4 +1,5 @@
-"""``vgps monitor``: a live terminal view of a running steering graph (see :mod:`vgps.monitor`).
+"""``vgps monitor``: a live terminal view of a running steering graph (see
+:mod:`vgps.monitoring.terminal`).
 
     vgps monitor                       # until Ctrl-C, in the environment's ROS_DOMAIN_ID
     vgps monitor --duration 60
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from vgps.monitor import MonitorConfig, run
+    from vgps.monitoring.terminal import MonitorConfig, run
 
     return run(MonitorConfig(duration_s=args.duration, once=args.once, history=args.history,
                              refresh_hz=args.refresh, namespace=args.namespace))

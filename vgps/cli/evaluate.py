@@ -80,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vgps.evaluation import EvalConfig, evaluate
+    from vgps.evaluation.runner import EvalConfig, evaluate
 
     config = EvalConfig(tasks=_tasks(args.task), out=args.out, episodes=args.episodes,
                         policy=args.policy, critic=args.critic, k=args.k, beta=args.beta,
@@ -105,7 +105,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _collect(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
-    from vgps.rollouts import CollectConfig, collect
+    from vgps.evaluation.rollouts import CollectConfig, collect
 
     config = CollectConfig(tasks=_tasks(args.task), out=args.out, episodes=args.episodes,
                            policy=args.policy, k=args.k, critic=args.critic, beta=args.beta,

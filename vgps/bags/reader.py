@@ -1,9 +1,10 @@
 """Reading rosbag2 MCAP bags into rclpy messages, tolerating damage: the reading half of
-:mod:`vgps.bag`, which re-exports everything here (import from there). :class:`BagError`, used by
+:mod:`vgps.bags.writer`, which re-exports everything here (import from there).
+:class:`BagError`, used by
 both halves, is defined here.
 
 A bag directory (its ``metadata.yaml`` names the files; without one, its ``*.mcap`` files) or a
-bare ``.mcap`` file is indexed with :func:`vgps.mcap_scan.scan`: per-topic types and counts of
+bare ``.mcap`` file is indexed with :func:`vgps.bags.mcap_scan.scan`: per-topic types and counts of
 the readable messages, and ``problems`` describing what is not readable (a cut or damaged file,
 ``metadata.yaml`` disagreeing with the file). Messages are deserialised with
 ``rclpy.serialization.deserialize_message`` into the classes of the installed message packages
@@ -30,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from vgps import mcap_scan
-from vgps.msg_definitions import normalize
+from vgps.bags import mcap_scan
+from vgps.bags.definitions import normalize
 
 __all__ = ["METADATA_FILE", "BagError", "BagMessage", "BagReadResult", "BagReader", "BagTopic",
            "iter_messages", "message_class", "read_bag"]

@@ -20,12 +20,13 @@ Damaged bags are replayed as far as they are readable: ``problems`` lists what w
 without their camera frame (or with malformed candidates) are listed in ``skipped``.
 
 Writes ``OUT/replay.json`` (summary, per-step records, per-episode summaries, critic ids, bag
-problems) and ``OUT/report.html`` (:mod:`vgps.report`). Publishing a bag back onto live topics is
-:func:`vgps.bag_publish.publish_bag`.
+problems) and ``OUT/report.html`` (:mod:`vgps.replay.report`). Publishing a bag back onto live
+topics is
+:func:`vgps.bags.publish.publish_bag`.
 
 Usage::
 
-    from vgps.replay import replay
+    from vgps.replay.rescore import replay
     summary = replay("out/bags/run1", out="out/replay")                 # the recorded critic
     summary = replay("out/bags/run1", critic="models/other", k=5, out="out/replay_k5")
     summary["agreement"], summary["max_abs_q_diff"], summary["changed_steps"]
@@ -153,7 +154,7 @@ def _collect(reader: Any) -> tuple[list[_Step], dict[int, dict[str, Any]], int]:
     Returns:
         ``(steps in log-time order, {episode: info}, number of duplicate scored stamps)``.
     """
-    from vgps_critic.ros_conversions import stamp_to_ns
+    from vgps_ros.conversions import stamp_to_ns
 
     steps: dict[int, _Step] = {}
     selected: dict[int, list[Any]] = {}
@@ -214,9 +215,9 @@ class _Rescorer:
         """
         import jax
 
-        from vgps_critic.input_guard import MessageError
-        from vgps_critic.ros_conversions import candidates_from_msg, image_from_msg
         from vgps_critic.selection import select
+        from vgps_ros.conversions import candidates_from_msg, image_from_msg
+        from vgps_ros.input_guard import MessageError
 
         cands = candidates_from_msg(rec.scored.candidates, self.model.config.action_dim)
         frame = image_from_msg(image_msg)
@@ -257,8 +258,8 @@ class _EndEffector:
         self._kin: Any = None
         self.error = ""
         try:
-            from vgps_widowx.interbotix_arm import kinematic_model
-            from vgps_widowx.sim.kinematics import ArmKinematics
+            from vgps_widowx.arms.interbotix import kinematic_model
+            from vgps_widowx.robot.kinematics import ArmKinematics
 
             self._kin = ArmKinematics(kinematic_model())
         except Exception as exc:  # noqa: BLE001 - no MuJoCo: frames are drawn without arrows
@@ -319,17 +320,17 @@ def replay(bag: str | os.PathLike, critic: str | os.PathLike | None = None,
         ``episodes``, ``records`` (per step) and more.
 
     Raises:
-        vgps.bag.BagError: nothing in ``bag`` is readable.
+        vgps.bags.writer.BagError: nothing in ``bag`` is readable.
         ValueError: bad ``k``/``beta``, no critic, or a recorded critic that is not the one
             ``metadata.yaml`` names.
     """
     from tqdm import tqdm
 
     import vgps_critic
-    from vgps.bag import BagReader
-    from vgps_critic.input_guard import MessageError
-    from vgps_critic.ros_conversions import stamp_to_ns
+    from vgps.bags import BagReader
     from vgps_critic.selection import validate_beta
+    from vgps_ros.conversions import stamp_to_ns
+    from vgps_ros.input_guard import MessageError
 
     if k is not None and (isinstance(k, bool) or int(k) != k or k < 1):
         raise ValueError(f"k={k!r}: must be an integer >= 1")
@@ -427,7 +428,7 @@ def replay(bag: str | os.PathLike, critic: str | os.PathLike | None = None,
     summary = _json_safe(summary)
     (out / REPLAY_JSON).write_text(json.dumps(summary, indent=1), encoding="utf-8")
     if report:
-        from vgps.report import write_report
+        from vgps.replay.report import write_report
 
         robot = str(((run_info or {}).get("arguments") or {}).get("robot", "sim"))
         write_report(summary, frames, out, robot=robot)

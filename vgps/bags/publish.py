@@ -2,7 +2,7 @@
 BAG --publish``), so nodes can be debugged against a real run.
 
 Every readable message goes out on its topic with the recorded type and the graph's QoS for that
-topic (:mod:`vgps_critic.ros_qos`: sensor QoS for images, transient local for the instruction,
+topic (:mod:`vgps_ros.qos`: sensor QoS for images, transient local for the instruction,
 the diagnostics profile for ``/diagnostics``, reliable keep-last-5 otherwise). Topic names are
 made relative again (``/vgps/scored`` -> ``vgps/scored``; ``/diagnostics`` stays absolute), so
 ``namespace`` moves them like the graph's own. Messages are sent at their recorded log times
@@ -13,7 +13,7 @@ message's log time becomes now and stamps still match across topics.
 
 Usage::
 
-    from vgps.bag_publish import publish_bag
+    from vgps.bags.publish import publish_bag
     publish_bag("out/bags/run1", rate=4.0)                      # 4x faster than recorded
     publish_bag("out/bags/run1", topics=["/camera/image_raw", "/vgps/candidates"],
                 restamp=True, namespace="/debug")
@@ -32,7 +32,7 @@ __all__ = ["publish_bag", "topic_name_and_qos"]
 
 
 def topic_name_and_qos(topic: str) -> tuple[str, Any]:
-    """The name to publish a recorded topic on, and its QoS profile from ``ros_qos``.
+    """The name to publish a recorded topic on, and its QoS profile from ``vgps_ros.qos``.
 
     Args:
         topic: the absolute name in the bag (``/vgps/scored``).
@@ -40,20 +40,20 @@ def topic_name_and_qos(topic: str) -> tuple[str, Any]:
     Returns:
         ``(name, qos)``: a relative name (absolute only for the graph's absolute topics).
     """
-    from vgps_critic import ros_qos
+    from vgps_ros import qos
 
     relative = topic.lstrip("/")
-    special = {ros_qos.CAMERA: ros_qos.SENSOR, ros_qos.CAMERA_SOURCE: ros_qos.SENSOR,
-               ros_qos.INSTRUCTION: ros_qos.LATCHED, ros_qos.DIAGNOSTICS: ros_qos.DIAGNOSTICS_QOS}
-    for name, qos in special.items():
+    special = {qos.CAMERA: qos.SENSOR, qos.CAMERA_SOURCE: qos.SENSOR,
+               qos.INSTRUCTION: qos.LATCHED, qos.DIAGNOSTICS: qos.DIAGNOSTICS_QOS}
+    for name, profile in special.items():
         if relative == name.lstrip("/"):
-            return name, qos  # spelled as in ros_qos: relative, absolute for /diagnostics
-    return relative, ros_qos.COMMAND
+            return name, profile  # spelled as in vgps_ros.qos: relative, absolute for /diagnostics
+    return relative, qos.COMMAND
 
 
 def _shift_stamps(msg: Any, offset_ns: int) -> None:
     """Adds ``offset_ns`` to every ``std_msgs/Header`` stamp in ``msg`` (recursively)."""
-    from vgps_critic.ros_conversions import stamp_from_ns, stamp_to_ns
+    from vgps_ros.conversions import stamp_from_ns, stamp_to_ns
 
     fields = getattr(msg, "get_fields_and_field_types", None)
     if fields is None:
@@ -108,12 +108,12 @@ def publish_bag(bag: str | os.PathLike, *, rate: float = 1.0,
 
     Raises:
         ValueError: a bad ``rate``, or ``topics`` not in the bag.
-        vgps.bag.BagError: nothing readable in ``bag``.
+        vgps.bags.writer.BagError: nothing readable in ``bag``.
     """
     import rclpy
     from tqdm import tqdm
 
-    from vgps.bag import BagReader, message_class
+    from vgps.bags import BagReader, message_class
 
     if not (isinstance(rate, (int, float)) and rate > 0 and rate < float("inf")):
         raise ValueError(f"rate={rate!r}: must be a finite number > 0")
@@ -143,8 +143,8 @@ def publish_bag(bag: str | os.PathLike, *, rate: float = 1.0,
         node = rclpy.create_node("vgps_bag_publisher", namespace=namespace, context=context)
         publishers = {}
         for name, cls in classes.items():
-            out_name, qos = topic_name_and_qos(name)
-            publishers[name] = node.create_publisher(cls, out_name, qos)
+            out_name, profile = topic_name_and_qos(name)
+            publishers[name] = node.create_publisher(cls, out_name, profile)
         wait = {"/" + t.lstrip("/") for t in wait_for}
         _wait_for_subscribers(publishers, wait, wait_s, stop)
         subscribers = {t: p.get_subscription_count() for t, p in publishers.items()}

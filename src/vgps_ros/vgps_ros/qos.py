@@ -17,8 +17,8 @@ Profiles:
 
 Usage::
 
-    from vgps_critic import ros_qos
-    node.create_subscription(Image, ros_qos.CAMERA, cb, ros_qos.SENSOR)
+    from vgps_ros import qos
+    node.create_subscription(Image, qos.CAMERA, cb, qos.SENSOR)
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The replay report: one self-contained HTML page (inline SVG charts, PNG data URIs, no scripts).
 
-Made by :func:`vgps.replay.replay` from its summary: bag problems and skipped steps first (in a
+Made by :func:`vgps.replay.rescore.replay` from its summary: bag problems and skipped steps
+first (in a
 red box), a summary table (steps, agreement, max |dQ|, critics, K, beta), the episodes, charts
 (the Q of every candidate per step, recorded and replayed; selected vs best Q; the value trace of
 each episode with its success / failure marker; |dQ| per step) and, for the steps whose choice
@@ -10,7 +11,7 @@ replayed Q-values and new choice. Nothing is fetched from the network when it is
 
 Usage::
 
-    from vgps.report import write_report
+    from vgps.replay.report import write_report
     path = write_report(summary, frames, "out/replay")     # -> out/replay/report.html
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vgps.svg_plot import PALETTE, Band, Marker, Series, line_chart
+from vgps.replay.plots import PALETTE, Band, Marker, Series, line_chart
 
 __all__ = ["REPORT_HTML", "frame_png", "render_report", "write_report"]
 
@@ -288,8 +289,8 @@ def render_report(summary: dict[str, Any], frames: Sequence[Any] = (),
     """The report page as a string (see the module docstring).
 
     Args:
-        summary: :func:`vgps.replay.replay`'s summary (as written to replay.json).
-        frames: :class:`vgps.replay.StepFrame` s of changed steps to draw.
+        summary: :func:`vgps.replay.rescore.replay`'s summary (as written to replay.json).
+        frames: :class:`vgps.replay.rescore.StepFrame` s of changed steps to draw.
         robot: the recorded ``robot:=`` (``sim``: frames get the sim camera's overlay).
     """
     title = f"V-GPS replay of {Path(summary['bag']).name}"

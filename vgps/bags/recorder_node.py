@@ -2,13 +2,14 @@
 
 A plain rclpy node (not managed): it subscribes at start-up, so started before the episode it
 sees every step. Messages arrive raw (CDR bytes, ``raw=True``) and go to a
-:class:`~vgps.bag.BagWriter` from one thread (a single-threaded executor); the receive time is the
+:class:`~vgps.bags.writer.BagWriter` from one thread (a single-threaded executor); the receive
+time is the
 log time, the publisher's source time the publish time. Each topic is registered in the bag with
 the QoS profiles its publishers offer. Subscriptions use the graph's named QoS
-(:mod:`vgps_critic.ros_qos`: ``SENSOR`` for the camera, ``LATCHED`` for the instruction,
+(:mod:`vgps_ros.qos`: ``SENSOR`` for the camera, ``LATCHED`` for the instruction,
 ``DIAGNOSTICS_QOS`` for ``/diagnostics``, ``COMMAND`` for the rest) with a deeper history, so
 a slow disk does not drop messages. Other topics named in ``topics`` (and ``vgps/overlay`` where
-``ros_qos`` does not name it) are subscribed once a publisher appears, with its type and a QoS
+``vgps_ros.qos`` does not name it) are subscribed once a publisher appears, with its type and a QoS
 that matches it.
 
 SIGINT or SIGTERM: the bag is finalised (summary, footer, metadata.yaml) and the node exits 0.
@@ -21,7 +22,7 @@ Parameters: ``path`` (bag directory, must not exist yet), ``topics`` (default:
 
 Usage::
 
-    vgps-recorder --ros-args -p path:=out/run1               # or python -m vgps.recorder_node
+    vgps-recorder --ros-args -p path:=out/run1               # or python -m vgps.bags.recorder_node
     vgps-recorder --ros-args -p path:=out/cam -p "topics:=[camera/image_raw]"
 """
 
@@ -45,32 +46,32 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
-from vgps.bag import COMPRESSIONS, BagError, BagWriter, message_class
-from vgps.graph import RECORDER_PARAMETERS
-from vgps_critic import ros_qos
-from vgps_critic.ros_runtime import describe
+from vgps.bags import COMPRESSIONS, BagError, BagWriter, message_class
+from vgps.graph.description import RECORDER_PARAMETERS
+from vgps_ros import qos
+from vgps_ros.runtime import describe
 
 RECORD_DEPTH = 100  # subscription history: no drops while a chunk is compressed and written
 
 # topic -> (type, the graph's QoS for it)
 STEERING_TOPICS: dict[str, tuple[str, QoSProfile]] = {
-    ros_qos.CAMERA: ("sensor_msgs/msg/Image", ros_qos.SENSOR),
-    ros_qos.INSTRUCTION: ("std_msgs/msg/String", ros_qos.LATCHED),
-    ros_qos.CANDIDATES: ("vgps_interfaces/msg/ActionCandidates", ros_qos.COMMAND),
-    ros_qos.SCORED: ("vgps_interfaces/msg/ScoredCandidates", ros_qos.COMMAND),
-    ros_qos.SELECTED: ("vgps_interfaces/msg/SelectedAction", ros_qos.COMMAND),
-    ros_qos.EPISODE: ("vgps_interfaces/msg/EpisodeStatus", ros_qos.COMMAND),
-    ros_qos.JOINT_STATES: ("sensor_msgs/msg/JointState", ros_qos.COMMAND),
-    ros_qos.Q_VALUES: ("std_msgs/msg/Float32MultiArray", ros_qos.COMMAND),
-    ros_qos.Q_SELECTED: ("std_msgs/msg/Float32", ros_qos.COMMAND),
-    ros_qos.Q_MARGIN: ("std_msgs/msg/Float32", ros_qos.COMMAND),
-    ros_qos.DIAGNOSTICS: ("diagnostic_msgs/msg/DiagnosticArray", ros_qos.DIAGNOSTICS_QOS),
+    qos.CAMERA: ("sensor_msgs/msg/Image", qos.SENSOR),
+    qos.INSTRUCTION: ("std_msgs/msg/String", qos.LATCHED),
+    qos.CANDIDATES: ("vgps_interfaces/msg/ActionCandidates", qos.COMMAND),
+    qos.SCORED: ("vgps_interfaces/msg/ScoredCandidates", qos.COMMAND),
+    qos.SELECTED: ("vgps_interfaces/msg/SelectedAction", qos.COMMAND),
+    qos.EPISODE: ("vgps_interfaces/msg/EpisodeStatus", qos.COMMAND),
+    qos.JOINT_STATES: ("sensor_msgs/msg/JointState", qos.COMMAND),
+    qos.Q_VALUES: ("std_msgs/msg/Float32MultiArray", qos.COMMAND),
+    qos.Q_SELECTED: ("std_msgs/msg/Float32", qos.COMMAND),
+    qos.Q_MARGIN: ("std_msgs/msg/Float32", qos.COMMAND),
+    qos.DIAGNOSTICS: ("diagnostic_msgs/msg/DiagnosticArray", qos.DIAGNOSTICS_QOS),
 }
 # The candidate overlay (an Image, best effort as for the camera: any publisher QoS matches);
-# where ros_qos does not name it, it is recorded once a publisher shows its type.
-OVERLAY = getattr(ros_qos, "OVERLAY", None)
+# where vgps_ros.qos does not name it, it is recorded once a publisher shows its type.
+OVERLAY = getattr(qos, "OVERLAY", None)
 if OVERLAY is not None:
-    STEERING_TOPICS[OVERLAY] = ("sensor_msgs/msg/Image", ros_qos.SENSOR)
+    STEERING_TOPICS[OVERLAY] = ("sensor_msgs/msg/Image", qos.SENSOR)
 DEFAULT_TOPICS = (*STEERING_TOPICS, *(() if OVERLAY else ("vgps/overlay",)))
 
 
@@ -149,13 +150,14 @@ class RecorderNode(Node):
         self.get_logger().info(f"recording {len(self._subs)} topics to {self.writer.path}"
                                + (f"; waiting for {self._pending}" if self._pending else ""))
 
-    def _subscribe(self, topic: str, msgtype: str, qos: QoSProfile) -> None:
+    def _subscribe(self, topic: str, msgtype: str, profile: QoSProfile) -> None:
         holder: list[str] = []
 
         def on_message(data: bytes, info: Any) -> None:
             self._record(holder[0], msgtype, data, info)
 
-        sub = self.create_subscription(message_class(msgtype), topic, on_message, qos, raw=True)
+        sub = self.create_subscription(message_class(msgtype), topic, on_message, profile,
+                                       raw=True)
         holder.append(sub.topic_name)
         self._subs.append(sub)
 

@@ -1,4 +1,4 @@
-"""rosbag2 bags (MCAP storage) written and read from pure Python: no rosbag2, no ``ros2 bag``.
+"""Writing rosbag2 bags (MCAP storage) from pure Python: no rosbag2, no ``ros2 bag``.
 
 :class:`BagWriter` makes a standard rosbag2 bag directory: ``<path>/<name>_0.mcap`` (profile
 ``ros2``, ``ros2msg`` schemas holding the complete message definitions, ``cdr`` messages, zstd or
@@ -10,7 +10,8 @@ The layout is rosbag2's own (its MCAP storage plugin), for ``ros2 bag`` and Foxg
 read the bags back with ``rosbags`` and the ``mcap`` library.
 
 :func:`read_bag` / :func:`iter_messages` read a bag directory or a bare ``.mcap`` file into
-rclpy message objects, in log-time order. Reading is tolerant (:mod:`vgps.mcap_scan`): a truncated
+rclpy message objects, in log-time order. Reading is tolerant (:mod:`vgps.bags.mcap_scan`): a
+truncated
 or damaged file gives every message of its intact chunks plus ``problems`` describing what was
 lost; :class:`BagError` is raised only when nothing is readable (no such path, not an MCAP file).
 
@@ -39,21 +40,10 @@ from typing import Any
 import yaml
 
 from vgps import __version__
-from vgps.bag_reader import (
-    METADATA_FILE,
-    BagError,
-    BagMessage,
-    BagReader,
-    BagReadResult,
-    BagTopic,
-    iter_messages,
-    message_class,
-    read_bag,
-)
-from vgps.msg_definitions import DefinitionError, full_definition, normalize, type_hash
+from vgps.bags.definitions import DefinitionError, full_definition, normalize, type_hash
+from vgps.bags.reader import METADATA_FILE, BagError
 
-__all__ = ["BagError", "BagMessage", "BagReadResult", "BagReader", "BagTopic", "BagWriter",
-           "iter_messages", "message_class", "qos_to_dict", "read_bag"]
+__all__ = ["COMPRESSIONS", "BagWriter", "qos_to_dict"]
 
 METADATA_VERSION = 9
 COMPRESSIONS = ("zstd", "lz4", "none")

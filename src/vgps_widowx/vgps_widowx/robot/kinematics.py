@@ -21,7 +21,7 @@ import dataclasses
 import mujoco
 import numpy as np
 
-from vgps_widowx.sim import robot
+from vgps_widowx.robot import description as robot
 
 # Tool frame pointing straight down: tool x -> -z (base), tool y -> +y, tool z -> +x.
 DEFAULT_ROTATION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vgps.evaluation import (
+from vgps.evaluation.runner import (
     EpisodeResult,
     EvalConfig,
     load_steerer,

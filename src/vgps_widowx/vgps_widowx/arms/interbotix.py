@@ -1,7 +1,7 @@
 """The real WidowX 250 behind the arm interface, through the Interbotix ROS 2 Python API.
 
 ``interbotix_xs_modules`` is optional: it is imported when an :class:`InterbotixArm` is made, and
-its absence raises :class:`~vgps_widowx.arm.ArmUnavailableError` naming the install. API used
+its absence raises :class:`~vgps_widowx.arms.base.ArmUnavailableError` naming the install. API used
 (``interbotix_xs_modules.xs_robot``): ``InterbotixManipulatorXS(robot_model, group_name,
 gripper_name, robot_name, moving_time, accel_time, gripper_pressure)``,
 ``bot.arm.set_joint_positions(positions, moving_time, accel_time, blocking) -> bool``,
@@ -23,14 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from vgps_widowx.arm import (
+from vgps_widowx.arms.base import (
     INTERBOTIX_INSTALL_HINT,
     ArmBackend,
     ArmCommandError,
     ArmUnavailableError,
 )
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import kinematics
 from vgps_widowx.safety import SafetyConfig
-from vgps_widowx.sim import kinematics, robot
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Kilted does not check field values unless ``ROS_PYTHON_CHECK_FIELDS=1``, so every message is
 checked here: K, H and D against the array length, finite values, the instruction. Problems raise
-:class:`~vgps_critic.input_guard.MessageError` whose ``kind`` names the class of the problem
+:class:`~vgps_ros.input_guard.MessageError` whose ``kind`` names the class of the problem
 (``bad_k``, ``bad_dims``, ``bad_length``, ``nan_actions``, ``empty_instruction``, ``bad_q``, ...).
 
 Images (``sensor_msgs/Image``) are converted here too, because every node needs them and
@@ -28,8 +28,8 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
 
-from vgps_critic.input_guard import MessageError
 from vgps_interfaces.msg import ActionCandidates, ScoredCandidates
+from vgps_ros.input_guard import MessageError
 
 __all__ = ["ENCODINGS", "MAX_ELEMENTS", "MAX_K", "Candidates", "MessageError",
            "candidates_from_msg", "candidates_to_msg", "image_from_msg", "image_to_msg",

@@ -1,7 +1,7 @@
 """``vgps monitor``: a live terminal view of a running steering graph.
 
 A plain rclpy node (real DDS, the ``ROS_DOMAIN_ID`` of the environment) listens to what the graph
-publishes - names and QoS from :mod:`vgps_critic.ros_qos` - and a ``rich`` Live view redraws a
+publishes - names and QoS from :mod:`vgps_ros.qos` - and a ``rich`` Live view redraws a
 few times per second:
 
 * episode, task, instruction and step (``vgps/episode``, ``vgps/selected``);
@@ -264,33 +264,33 @@ def subscribe(node: Any, state: MonitorState) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Float32, Float32MultiArray
 
-    from vgps_critic import ros_qos
-    from vgps_critic.ros_conversions import stamp_to_ns
     from vgps_interfaces.msg import (
         ActionCandidates,
         EpisodeStatus,
         ScoredCandidates,
         SelectedAction,
     )
+    from vgps_ros import qos
+    from vgps_ros.conversions import stamp_to_ns
 
     def diagnostics(msg: DiagnosticArray) -> None:
         for status in msg.status:
             state.on_diagnostic(status.name, _level(status.level), status.message)
 
     sub = node.create_subscription
-    cmd = ros_qos.COMMAND
-    sub(Float32MultiArray, ros_qos.Q_VALUES, lambda m: state.on_q_values(m.data), cmd)
-    sub(Float32, ros_qos.Q_SELECTED, lambda m: state.on_q_selected(m.data), cmd)
-    sub(Float32, ros_qos.Q_MARGIN, lambda m: state.on_margin(m.data), cmd)
-    sub(ActionCandidates, ros_qos.CANDIDATES, lambda m: state.on_candidates(
+    cmd = qos.COMMAND
+    sub(Float32MultiArray, qos.Q_VALUES, lambda m: state.on_q_values(m.data), cmd)
+    sub(Float32, qos.Q_SELECTED, lambda m: state.on_q_selected(m.data), cmd)
+    sub(Float32, qos.Q_MARGIN, lambda m: state.on_margin(m.data), cmd)
+    sub(ActionCandidates, qos.CANDIDATES, lambda m: state.on_candidates(
         stamp_to_ns(m.header.stamp), m.sample_ms), cmd)
-    sub(ScoredCandidates, ros_qos.SCORED, lambda m: state.on_scored(
+    sub(ScoredCandidates, qos.SCORED, lambda m: state.on_scored(
         m.encode_ms, m.score_ms, m.pre_encoded, m.critic_id), cmd)
-    sub(SelectedAction, ros_qos.SELECTED, lambda m: state.on_selected(
+    sub(SelectedAction, qos.SELECTED, lambda m: state.on_selected(
         stamp_to_ns(m.header.stamp), m.step, m.index, m.reason), cmd)
-    sub(EpisodeStatus, ros_qos.EPISODE, lambda m: state.on_episode(
+    sub(EpisodeStatus, qos.EPISODE, lambda m: state.on_episode(
         m.episode, m.task, m.instruction, m.step, m.event, m.success), cmd)
-    sub(DiagnosticArray, ros_qos.DIAGNOSTICS, diagnostics, ros_qos.DIAGNOSTICS_QOS)
+    sub(DiagnosticArray, qos.DIAGNOSTICS, diagnostics, qos.DIAGNOSTICS_QOS)
 
 
 def _level(raw: Any) -> int:

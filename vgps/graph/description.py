@@ -1,7 +1,8 @@
 """The steering graph, described once: which nodes run, with which parameters and remappings.
 
 Pure Python (no ROS import). ``launch/steer_widowx.launch.py`` turns the description into
-``launch_ros.actions.Node`` actions and ``vgps up`` (:mod:`vgps.launcher`) into one process per
+``launch_ros.actions.Node`` actions and ``vgps up`` (:mod:`vgps.graph.launcher`) into one
+process per
 node with the same executables and ``--ros-args``. Parameters come from
 ``config/steer_widowx.yaml`` (keyed by node name), then launch arguments, then explicit
 overrides (``vgps up --set node.param=value``).
@@ -22,7 +23,7 @@ camera          (robot:=real) the camera driver's image topic, forwarded after e
 overlay         ``true`` adds ``overlay_node`` (enabled), which draws every step's candidates
                 coloured by Q on the camera frame -> ``vgps/overlay``; default ``false``
 record          bag directory (must not exist yet): adds the ``recorder`` node
-                (:mod:`vgps.recorder_node`, not managed, started first), which records the
+                (:mod:`vgps.bags.recorder_node`, not managed, started first), which records the
                 steering topics into a rosbag2 bag (MCAP); ``''`` = no recording. Its
                 parameters can be overridden as ``recorder.<param>``
 ==============  ===========================================================================
@@ -117,7 +118,7 @@ OVERLAY = ("vgps_widowx", "overlay_node", "overlay_node")
 # The bag recorder (record:=DIR): a plain node of this package, started before all others so it
 # is subscribed before the first episode, and stopped after them so it records everything.
 RECORDER = ("vgps", "vgps-recorder", "recorder")
-# Its parameters (vgps.recorder_node); None = the node's own default (topics: the steering
+# Its parameters (vgps.bags.recorder_node); None = the node's own default (topics: the steering
 # topics), left out of the parameter file.
 RECORDER_PARAMETERS: dict[str, Any] = {"path": "", "topics": None, "chunk_size": 512 * 1024,
                                        "compression": "zstd", "flush_period_s": 2.0,
@@ -126,7 +127,7 @@ RECORDER_PARAMETERS: dict[str, Any] = {"path": "", "topics": None, "chunk_size":
 
 def default_config() -> Path:
     """``config/steer_widowx.yaml`` of this checkout, else of the installed ``vgps`` package."""
-    here = Path(__file__).resolve().parents[1] / "config" / CONFIG_NAME
+    here = Path(__file__).resolve().parents[2] / "config" / CONFIG_NAME
     if here.is_file():
         return here
     try:
