@@ -1,18 +1,18 @@
 """The native launcher behind ``vgps up``: one process per node, lifecycle, monitor, clean exit.
 
 Starts every node of :func:`vgps.graph.description.describe` as its own process with the
-executables and arguments launch_ros would use (``<exe> --ros-args -r __node:=<name> --params-file <yaml>
--r from:=to``), drives the lifecycle nodes through configure and activate with the
+executables and arguments launch_ros would use (``<exe> --ros-args -r __node:=<name> --params-file
+<yaml> -r from:=to``), drives the lifecycle nodes through configure and activate with the
 ``lifecycle_msgs`` services, watches the graph with :class:`~vgps.graph.monitor.GraphMonitor`, and
 shuts everything down: SIGINT to every node, SIGTERM after ``sigint_timeout_s``, SIGKILL after
-``sigterm_timeout_s`` - no orphans. ROS isolation (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``,
-a random ``ROS_DOMAIN_ID``) is set when the caller has not set it.
+``sigterm_timeout_s`` - no orphans. ROS isolation (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, a
+random ``ROS_DOMAIN_ID``) is set when the caller has not set it.
 
-With ``record:=DIR`` the bag recorder (:mod:`vgps.bags.recorder_node`) starts first; the arm
-driver is activated (which starts the first episode) only once the recorder subscribes to the
-steering topics, and at shutdown the recorder gets its SIGINT after every other node has exited, so the
-bag is finalised and holds everything they published. ``summary.json`` then says what the bag
-holds (``"bag"``).
+With ``record:=DIR`` the bag recorder (:mod:`vgps.bags.recorder_node`) starts first; the arm driver
+is activated (which starts the first episode) only once the recorder subscribes to the steering
+topics, and at shutdown the recorder gets its SIGINT after every other node has exited, so the bag
+is finalised and holds everything they published. ``summary.json`` then says what the bag holds
+(``"bag"``).
 
 A node process that dies is reported and the rest keeps running (the selector falls back, the arm
 holds); only the arm driver's death ends the run. Node logs go to ``<out>/logs/<node>.log``;

@@ -258,8 +258,7 @@ class _EndEffector:
         self._kin: Any = None
         self.error = ""
         try:
-            from vgps_widowx.arms.interbotix import kinematic_model
-            from vgps_widowx.robot.kinematics import ArmKinematics
+            from vgps_widowx.robot.kinematics import ArmKinematics, kinematic_model
 
             self._kin = ArmKinematics(kinematic_model())
         except Exception as exc:  # noqa: BLE001 - no MuJoCo: frames are drawn without arrows

@@ -14,9 +14,9 @@ from vgps_widowx.arms.base import (
     SimArm,
     make_arm,
 )
-from vgps_widowx.arms.interbotix import kinematic_model
 from vgps_widowx.robot import description as robot
 from vgps_widowx.robot import kinematics
+from vgps_widowx.robot.kinematics import kinematic_model
 from vgps_widowx.safety import SafetyConfig
 from vgps_widowx.sim import SimEnvConfig
 

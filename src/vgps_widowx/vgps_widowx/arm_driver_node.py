@@ -382,7 +382,7 @@ class ArmDriverNode(LifecycleNode):
 
 def _connect_arm(backend: str, config: RunnerConfig, image_size: int):
     """Builds and connects the backend (on the backend's thread)."""
-    from vgps_widowx.arms.base import make_arm
+    from vgps_widowx.arms import make_arm
 
     if backend == "sim":
         from vgps_widowx.sim import SimEnvConfig

@@ -101,8 +101,10 @@ class OverlayNode(Node):
         self._check_camera_parameters()
         self.add_on_set_parameters_callback(self._on_set)
 
-        from vgps_widowx.arms.interbotix import kinematic_model  # the arm's MJCF, FK only
-        from vgps_widowx.robot.kinematics import ArmKinematics
+        from vgps_widowx.robot.kinematics import (
+            ArmKinematics,
+            kinematic_model,  # the arm's MJCF, FK only
+        )
 
         self._kin = ArmKinematics(kinematic_model())
         self._images: OrderedDict[int, Image] = OrderedDict()

@@ -31,6 +31,7 @@ from vgps_widowx.arms.base import (
 )
 from vgps_widowx.robot import description as robot
 from vgps_widowx.robot import kinematics
+from vgps_widowx.robot.kinematics import kinematic_model
 from vgps_widowx.safety import SafetyConfig
 
 
@@ -95,19 +96,6 @@ def _import_interbotix() -> tuple[Any, Any, Any]:
     except ImportError:
         robot_startup = robot_shutdown = None
     return InterbotixManipulatorXS, robot_startup, robot_shutdown
-
-
-def kinematic_model():
-    """MuJoCo model of the bare arm (the sim's MJCF, built from the facts) for FK/IK only."""
-    import mujoco
-
-    xml = (
-        '<mujoco model="wx250s_kinematics">'
-        '<compiler angle="radian" autolimits="true"/><default>'
-        f"{robot.robot_assets_xml()}</default><worldbody>{robot.robot_body_xml()}"
-        "</worldbody></mujoco>"
-    )
-    return mujoco.MjModel.from_xml_string(xml)
 
 
 class InterbotixArm(ArmBackend):

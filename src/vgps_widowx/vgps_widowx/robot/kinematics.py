@@ -238,3 +238,14 @@ class ArmKinematics:
                 dq /= scale
             q = np.clip(q + dq, self.lower, self.upper)
         return best
+
+
+def kinematic_model():
+    """MuJoCo model of the bare arm (the sim's MJCF, built from the facts) for FK/IK only."""
+    xml = (
+        '<mujoco model="wx250s_kinematics">'
+        '<compiler angle="radian" autolimits="true"/><default>'
+        f"{robot.robot_assets_xml()}</default><worldbody>{robot.robot_body_xml()}"
+        "</worldbody></mujoco>"
+    )
+    return mujoco.MjModel.from_xml_string(xml)
