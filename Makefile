@@ -24,14 +24,21 @@ $(STAMP): pyproject.toml src/*/pyproject.toml training/pyproject.toml Makefile \
 	bash scripts/build_interfaces.sh $(VENV)
 	@touch $(STAMP)
 
+# ruff, then the dependency rule of docs/ARCHITECTURE.md (the import contracts in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
+# Two tiers: the pure tests with ROS made unimportable (test/no_ros.py), then those marked `ros`
+# (rclpy and a DDS domain).
 test: lint
-	$(ROS_ENV) MUJOCO_GL=egl $(PY) -m pytest -q src test
+	$(ROS_ENV) MUJOCO_GL=egl PYTHONPATH=test $(PY) -m pytest -q -p no_ros -m "not ros" src test
+	$(ROS_ENV) MUJOCO_GL=egl $(PY) -m pytest -q -m ros src test
 	# training/ runs in its own process: TensorFlow and MuJoCo's EGL renderer crash when they
-	# share one (the training tree never renders; its tests simulate in subprocesses).
-	$(ROS_ENV) MUJOCO_GL=egl TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q training/tests
+	# share one (the training tree never renders; its tests simulate in subprocesses). It is
+	# pure: no ROS there either.
+	$(ROS_ENV) MUJOCO_GL=egl TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=test $(PY) -m pytest -q -p no_ros \
+	  training/tests
 
 # The ROS 2 steering graph in simulation: 2 episodes, per-step Q statistics, out/demo/summary.json
 # and out/demo/episode_0.mp4. Steers with models/sim_critic when it exists, else with a random

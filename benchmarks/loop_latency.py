@@ -12,7 +12,9 @@ during which the critic can pre-encode the image), publishes K = 50 candidates a
 3. a sustained 5 Hz run with ``pre_encode`` on for ``--duration-s``: a step is missed when its
    decision is not back before the next image is due (200 ms later).
 
-Writes ``benchmarks/results/loop_latency.{json,md}`` with the command.
+Writes ``benchmarks/results/loop_latency.{json,md}`` with the command. The nodes run in their own
+ROS domain (a random one unless ``ROS_DOMAIN_ID`` is set), which this script joins through rclpy;
+set ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` to keep its own node's discovery on this host.
 
     python benchmarks/loop_latency.py --quick          # 30 s sustained run
     python benchmarks/loop_latency.py                  # 300 s sustained run
@@ -49,7 +51,7 @@ def make_paper_critic(path: Path) -> Path:
 class Bench:
     """Publishes images and candidates, records when the decision for each stamp arrives."""
 
-    def __init__(self, k: int, image_size: int, seed: int = 0):
+    def __init__(self, k: int, image_size: int, domain_id: int, seed: int = 0):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image
@@ -60,7 +62,7 @@ class Bench:
 
         self.rclpy = rclpy
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("loop_latency_bench", context=self.context)
         self.k, self.size = k, image_size
         self.rng = np.random.default_rng(seed)
@@ -206,11 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.duration_s, args.steps = 30.0, 30
     command = " ".join(["python benchmarks/loop_latency.py", *(argv or sys.argv[1:])])
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_DOMAIN_ID", str(np.random.default_rng().integers(1, 101)))
 
     from vgps.graph.description import Graph, describe
-    from vgps.graph.launcher import Lifecycle, NodeProcesses, isolate
+    from vgps.graph.lifecycle import Lifecycle
+    from vgps.graph.processes import NodeProcesses, isolate
 
     critic = make_paper_critic(args.critic or ROOT / "out" / "bench" / "paper_critic")
     full = describe({"critic": str(critic), "k": str(args.k)},
@@ -221,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                   "selector_node")),
                   arguments=full.arguments)
     workdir = Path(tempfile.mkdtemp(prefix="vgps-loop-latency-"))
-    procs = NodeProcesses(graph, workdir, isolate(os.environ))
-    bench = Bench(args.k, args.image_size)
+    env = isolate(os.environ)  # the nodes' environment; this process's is left alone
+    procs = NodeProcesses(graph, workdir, env)
+    bench = Bench(args.k, args.image_size, domain_id=int(env["ROS_DOMAIN_ID"]))
     period, policy_s = 0.2, args.policy_ms / 1e3
     results: dict = {}
     try:

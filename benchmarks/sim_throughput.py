@@ -29,11 +29,11 @@ RESULTS = Path(__file__).parent / "results"
 def measure(size: int, episodes: int, seed: int) -> dict[str, float]:
     """Times ``episodes`` per task at ``size`` x ``size`` pixels; returns rates and means."""
     from vgps.evaluation.runner import episode_seed
-    from vgps_policy_bridge.sim_policy import SimPolicy
+    from vgps_policy_bridge.registry import make_policy
     from vgps_widowx.sim import TASKS, SimEnvConfig, WidowXSimEnv
 
     env = WidowXSimEnv(SimEnvConfig(image_size=(size, size)))
-    policy = SimPolicy()
+    policy = make_policy("sim")
     env.reset(seed=0)
     env.render()  # first render creates the GL context
     sample_s = step_s = reset_s = 0.0

@@ -1,7 +1,7 @@
-"""rosbag2 MCAP bags from pure Python: written by :class:`vgps.bags.writer.BagWriter`, read
-back by our
-reader, by the ``mcap`` library and by ``rosbags`` (registering our types from the definitions
-embedded in the file); damaged files (cut, garbage, zeroed, killed writer) read tolerantly.
+"""rosbag2 MCAP bags: written by :class:`vgps.bags.writer.BagWriter` from rclpy messages, read
+back by our reader, by the ``mcap`` library and by ``rosbags`` (registering our types from the
+definitions embedded in the file); a damaged bag directory and a writer killed mid-write read
+tolerantly. The scanner itself on damaged bytes, without ROS, is in test_mcap_scan.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
 from builtin_interfaces.msg import Time  # noqa: E402
@@ -273,80 +274,7 @@ def test_lz4_and_uncompressed_bags(tmp_path):
         assert result.problems == [] and len(result.messages) == len(written)
 
 
-# -- damaged files -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def long_bag(tmp_path_factory) -> tuple[bytes, mcap_scan.Scan, list[tuple]]:
-    """A closed bag of many chunks: its bytes, its chunk layout and what was written."""
-    path = tmp_path_factory.mktemp("bags") / "long"
-    written = write_steering_bag(path, rounds=30, chunk_size=4096)
-    file = path / "long_0.mcap"
-    layout = mcap_scan.scan(file)
-    assert len(layout.chunks) >= 8 and layout.problems == []
-    return file.read_bytes(), layout, written
-
-
-def _read_damaged(tmp_path: Path, data: bytes):
-    file = tmp_path / "damaged.mcap"
-    file.write_bytes(data)
-    return read_bag(file)
-
-
-def _expect_chunks(result, layout, written, chunks: list[int]) -> None:
-    """The result holds exactly the messages of ``chunks`` (indexes into the layout)."""
-    n_before = [sum(c.messages for c in layout.chunks[:i]) for i in range(len(layout.chunks))]
-    expected = [w for i in chunks for w in
-                written[n_before[i]:n_before[i] + layout.chunks[i].messages]]
-    assert [(m.topic, m.log_time_ns) for m in result.messages] == [
-        (topic, t) for topic, _, t, _ in expected]
-    assert all(m.message == w[3] for m, w in zip(result.messages, expected))
-
-
-def test_truncated_in_a_chunk(tmp_path, long_bag):
-    data, layout, written = long_bag
-    k = len(layout.chunks) // 2
-    cut = layout.chunks[k].offset + layout.chunks[k].length // 2
-    result = _read_damaged(tmp_path, data[:cut])
-    _expect_chunks(result, layout, written, list(range(k)))
-    [problem] = result.problems
-    assert f"truncated at byte {cut}" in problem and "summary missing" in problem
-    assert f"from {k} complete chunks" in problem
-
-
-def test_garbage_after_a_complete_file(tmp_path, long_bag):
-    data, layout, written = long_bag
-    result = _read_damaged(tmp_path, data + b"\xde\xad\xbe\xef" * 100)
-    _expect_chunks(result, layout, written, list(range(len(layout.chunks))))
-    [problem] = result.problems
-    assert "400 bytes of unexpected data" in problem
-
-
-def test_truncated_then_garbage(tmp_path, long_bag):
-    data, layout, written = long_bag
-    k = 3
-    cut = layout.chunks[k].offset + 10
-    garbage = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
-    result = _read_damaged(tmp_path, data[:cut] + garbage)
-    _expect_chunks(result, layout, written, list(range(k)))
-    assert any("summary missing" in p for p in result.problems), result.problems
-
-
-def test_zeroed_region_loses_only_the_chunks_it_hits(tmp_path, long_bag):
-    data, layout, written = long_bag
-    k = 4
-    start = layout.chunks[k].offset - 9  # the record header of chunk k and some of its data
-    damaged = bytearray(data)
-    damaged[start:start + 100] = bytes(100)
-    result = _read_damaged(tmp_path, bytes(damaged))
-    _expect_chunks(result, layout, written, [i for i in range(len(layout.chunks)) if i != k])
-    assert any(f"bytes {start}-" in p and "unreadable" in p for p in result.problems)
-    damaged = bytearray(data)  # inside the compressed data of chunk k: fails its checks
-    inside = layout.chunks[k].offset + layout.chunks[k].length // 2
-    damaged[inside:inside + 64] = bytes(64)
-    result = _read_damaged(tmp_path, bytes(damaged))
-    _expect_chunks(result, layout, written, [i for i in range(len(layout.chunks)) if i != k])
-    assert any(f"chunk at byte {start}" in p and "damaged" in p for p in result.problems)
+# -- damaged bags (the scanner on damaged bytes: test_mcap_scan.py) ----------------------------
 
 
 def test_bag_directory_with_a_damaged_file_reports_the_metadata_mismatch(tmp_path):
@@ -360,22 +288,6 @@ def test_bag_directory_with_a_damaged_file_reports_the_metadata_mismatch(tmp_pat
     assert any("truncated" in p for p in reader.problems)
     assert sum(t.count for t in reader.topics.values()) == sum(
         c.messages for c in layout.chunks[:2])
-
-
-def test_not_a_bag_is_a_clear_error(tmp_path):
-    (tmp_path / "text.mcap").write_text("this is not an MCAP file")
-    with pytest.raises(BagError, match="not an MCAP file"):
-        read_bag(tmp_path / "text.mcap")
-    (tmp_path / "empty.mcap").write_bytes(b"")
-    with pytest.raises(BagError, match="too short"):
-        read_bag(tmp_path / "empty.mcap")
-    with pytest.raises(BagError, match="no bag at"):
-        read_bag(tmp_path / "missing")
-    (tmp_path / "dir").mkdir()
-    with pytest.raises(BagError, match=r"no \.mcap file"):
-        read_bag(tmp_path / "dir")
-    with pytest.raises(BagError, match="not an MCAP file"):
-        list(iter_messages(tmp_path / "text.mcap"))
 
 
 # -- a writer killed with SIGKILL ----------------------------------------------------------------

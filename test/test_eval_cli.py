@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from vgps.cli.main import main
+from vgps.evaluation.results import wilson_interval
 from vgps.evaluation.rollouts import episode_strip, load_episode
-from vgps.evaluation.runner import episode_seed, wilson_interval
+from vgps.evaluation.runner import episode_seed
 
 TASK = "carrot_on_plate"
 SMALL = ["--task", TASK, "--episodes", "3", "--image-size", "48"]

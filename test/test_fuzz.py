@@ -24,7 +24,8 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from vgps.graph.description import Graph, describe  # noqa: E402
-from vgps.graph.launcher import Lifecycle, NodeProcesses, isolate  # noqa: E402
+from vgps.graph.lifecycle import Lifecycle  # noqa: E402
+from vgps.graph.processes import NodeProcesses, isolate  # noqa: E402
 from vgps_interfaces.msg import ActionCandidates, ScoredCandidates, SelectedAction  # noqa: E402
 from vgps_ros import qos  # noqa: E402
 from vgps_ros.conversions import (  # noqa: E402
@@ -36,7 +37,7 @@ from vgps_ros.conversions import (  # noqa: E402
 )
 from vgps_widowx.safety import SafetyConfig  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 PER_SUBSCRIPTION = 1000
 EXECUTING = ("argmax", "softmax", "fallback")
 IMAGE_CLASSES = ("bad_encoding", "bad_image_size", "bad_step", "bad_data_length",

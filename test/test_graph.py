@@ -43,7 +43,7 @@ from vgps_interfaces.msg import (  # noqa: E402
 from vgps_ros import qos  # noqa: E402
 from vgps_ros.conversions import stamp_to_ns  # noqa: E402
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(420)]
 EXECUTING = ("argmax", "softmax", "fallback")
 VGPS = str(Path(sys.executable).parent / "vgps")
 

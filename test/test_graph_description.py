@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -12,19 +14,20 @@ from vgps.graph.description import (
     LAUNCH_ARGUMENTS,
     NODES,
     OVERLAY,
+    RECORDER,
     coerce,
     describe,
     load_config,
     policy_parameters,
 )
-from vgps.graph.launcher import isolate, ros_arguments
+from vgps.graph.processes import isolate, ros_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parameter_file_is_keyed_by_node_name():
     config = load_config(ROOT / "config" / "steer_widowx.yaml")
-    assert set(config) == {name for _, _, name, _ in NODES} | {OVERLAY[2]}
+    assert set(config) == {node.name for node in NODES} | {OVERLAY.name}
     assert isinstance(config["selector_node"]["beta"], float)
 
 
@@ -40,10 +43,11 @@ def test_defaults_describe_the_sim_graph_in_activation_order():
 
 
 def test_overlay_node_only_on_request():
-    assert OVERLAY[2] not in [n.name for n in describe().nodes]
+    assert OVERLAY.name not in [n.name for n in describe().nodes]
     graph = describe({"overlay": "true"})
-    overlay = graph.node(OVERLAY[2])
-    assert (overlay.package, overlay.executable, overlay.lifecycle) == (*OVERLAY[:2], False)
+    overlay = graph.node(OVERLAY.name)
+    assert (overlay.package, overlay.executable, overlay.lifecycle) == (
+        OVERLAY.package, OVERLAY.executable, False)
     assert overlay.parameters["enabled"] is True
     assert overlay.parameters["camera_xyz"] == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="calibration"):
@@ -121,9 +125,24 @@ def test_params_file_round_trips_through_yaml():
 
 
 def test_isolation_is_set_only_where_unset():
-    env = isolate({"ROS_DOMAIN_ID": "42"})
+    caller = {"ROS_DOMAIN_ID": "42"}
+    env = isolate(caller)
     assert env["ROS_DOMAIN_ID"] == "42" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert caller == {"ROS_DOMAIN_ID": "42"}  # a copy: the caller's environment is not written
     assert 1 <= int(isolate({})["ROS_DOMAIN_ID"]) <= 100
+
+
+def test_named_node_entries_make_the_specs():
+    assert [node.name for node in NODES] == ["critic_node", "policy_node", "selector_node",
+                                             "arm_driver"]
+    assert (RECORDER.package, RECORDER.executable, RECORDER.name) == ("vgps", "vgps-recorder",
+                                                                      "recorder")
+    assert not RECORDER.lifecycle and not OVERLAY.lifecycle
+    spec = RECORDER.spec({"path": "/tmp/bag"})
+    assert (spec.package, spec.executable, spec.name, spec.lifecycle, spec.remappings) == (
+        "vgps", "vgps-recorder", "recorder", False, ())
+    graph = describe({"record": "/tmp/vgps-bag-never-made"})
+    assert graph.nodes[0].name == RECORDER.name  # started first
 
 
 def test_cli_parsers():
@@ -138,3 +157,42 @@ def test_cli_parsers():
         parse_sets(["image_size=64"])
     assert set(LAUNCH_ARGUMENTS) >= {"robot", "policy", "critic", "k", "beta", "task",
                                      "instruction", "record"}
+
+
+MONITOR_SUMMARY = {
+    "episodes": [{"episode": 0, "task": "carrot_on_plate", "success": True, "steps": 25,
+                  "outcome": "succeeded"},
+                 {"episode": 1, "task": "carrot_on_plate", "success": False, "steps": 40,
+                  "outcome": "timeout"}],
+    "step_latency_ms": {"p50": 10.239, "p95": 17.412, "n": 48},
+    "decisions": {"argmax": 48, "fallback": 1},
+    "idle_holds": 31,
+}
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"video": "/out/episode_0.mp4"},
+    {"video": None},
+    {"bag": {"path": "/out/bag", "messages": {"vgps/selected": 48}, "problems": []}},
+    {"bag": {"path": "/out/bag", "error": "no MCAP file"}},
+], ids=["plain", "video", "no-frames", "bag", "bad-bag"])
+def test_up_result_writes_the_summary_json_of_before(extra):
+    from vgps.graph.result import BagSummary, UpResult
+
+    arguments = {name: arg.default for name, arg in LAUNCH_ARGUMENTS.items()}
+    bag = extra.get("bag")
+    if bag is not None:
+        bag = BagSummary(path=bag["path"], messages=bag.get("messages"),
+                         problems=tuple(bag.get("problems", ())), error=bag.get("error"))
+    result = UpResult.from_monitor(
+        MONITOR_SUMMARY, arguments=arguments, exit_code=0, ros_domain_id=45,
+        video_requested="video" in extra,
+        video=Path(extra["video"]) if extra.get("video") else None, bag=bag)
+    # Exactly what up() wrote as a dict before it returned a typed result: same keys, same order.
+    before = {**MONITOR_SUMMARY, "arguments": arguments, "exit_code": 0, "ros_domain_id": 45,
+              **extra}
+    assert json.dumps(result.to_json(), indent=2) == json.dumps(before, indent=2)
+    assert result.episodes[1].outcome == "timeout" and result.step_latency_ms.p95 == 17.412
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.exit_code = 1  # type: ignore[misc]

@@ -22,7 +22,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from vgps.graph.description import LAUNCH_ARGUMENTS, describe
-from vgps.graph.launcher import executable
+from vgps.graph.processes import executable
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "steer_widowx.launch.py"

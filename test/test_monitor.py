@@ -72,6 +72,73 @@ def test_state_renders_what_it_heard():
     assert "STALE" in console.export_text()
 
 
+def test_state_survives_bad_input():
+    from rich.console import Console
+
+    t = [5.0]
+    state = MonitorState(history=10, clock=lambda: t[0])
+    state.on_selected(77, 3, 0, "argmax")  # before its candidates
+    state.on_candidates(77, sample_ms=2.0)
+    state.on_q_values([])  # empty: the array that killed the old monitor thread
+    state.on_scored(1.0, 2.0, False, "c", stamp_ns=77, q_values=[])
+    state.on_q_values([float("nan"), float("nan")])
+    state.on_selected(123, 4, -1, "stale")  # a stamp that never matches
+    state.on_candidates(78, sample_ms=2.0)  # the clock did not advance: no rate
+    console = Console(width=120, record=True, force_terminal=False)
+    console.print(state.render())
+    text = console.export_text()
+    assert "max -  mean -  K=2" in text and "latency - ms" in text and "step rate - Hz" in text
+    assert "graph step 3" in text and "argmax 1  stale 1" in text
+
+
+class _FakeNode:
+    """Collects a GraphMonitor's subscriptions so a test can call them with messages."""
+
+    def __init__(self):
+        self.callbacks = {}
+
+    def create_subscription(self, msg_type, topic, callback, qos):
+        self.callbacks[topic] = callback
+
+
+@pytest.mark.ros
+def test_graph_monitor_summary_from_messages():
+    from std_msgs.msg import Header
+
+    from vgps.graph.monitor import GraphMonitor
+    from vgps_interfaces.msg import (
+        ActionCandidates,
+        EpisodeStatus,
+        ScoredCandidates,
+        SelectedAction,
+    )
+    from vgps_ros import qos
+    from vgps_ros.conversions import stamp_from_ns
+
+    node, lines = _FakeNode(), []
+    monitor = GraphMonitor(node, echo=lines.append)
+    call = node.callbacks
+    call[qos.EPISODE](EpisodeStatus(episode=0, task="t", event="started"))
+    for stamp, q in ((1_000, [0.5, -0.5]), (2_000, [])):  # the second: an empty Q array
+        header = Header(stamp=stamp_from_ns(stamp))
+        call[qos.CANDIDATES](ActionCandidates(header=header))
+        call[qos.SCORED](ScoredCandidates(header=header, q_values=q, encode_ms=1.0))
+        call[qos.SELECTED](SelectedAction(header=header, step=stamp // 1000, reason="argmax",
+                                          q_value=float("nan"), q_margin=float("nan")))
+    call[qos.SELECTED](SelectedAction(reason="hold"))  # no source image: an idle hold
+    call[qos.EPISODE](EpisodeStatus(episode=0, task="t", step=2, event="succeeded",
+                                    success=True))
+    summary = monitor.summary()
+    assert summary["episodes"] == [{"episode": 0, "task": "t", "success": True, "steps": 2,
+                                    "outcome": "succeeded"}]
+    assert summary["step_latency_ms"]["n"] == 2 and summary["step_latency_ms"]["p50"] >= 0
+    assert summary["decisions"] == {"argmax": 2} and summary["idle_holds"] == 1
+    assert monitor.episodes_done() == 1 and monitor.write_video(Path("unused.mp4")) is None
+    assert "Q max +0.500 mean +0.000 std 0.500" in lines[1]
+    assert "Q max +nan mean +nan std nan" in lines[2]
+    assert lines[-1] == "episode 0 SUCCEEDED after 2 steps (success=True)"
+
+
 # -- against a running graph ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def critic_dir(tmp_path_factory) -> Path:
@@ -132,6 +199,7 @@ def _enough(frames: list[dict]) -> bool:
             and any(len(f["spark"]) >= 3 for f in frames))
 
 
+@pytest.mark.ros
 def test_monitor_follows_a_running_graph_in_a_terminal(critic_dir, tmp_path):
     out = tmp_path / "up"
     out.mkdir()

@@ -24,8 +24,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from vgps.graph.description import LAUNCH_ARGUMENTS, RECORDER, describe
-from vgps.graph.launcher import NodeProcesses, executable, ros_arguments
+from vgps.graph.processes import NodeProcesses, executable, ros_arguments
 
+pytestmark = pytest.mark.ros
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
 from rclpy.qos import DurabilityPolicy  # noqa: E402
@@ -52,7 +53,8 @@ def test_record_adds_the_recorder_first_and_unmanaged(tmp_path):
                      overrides={"recorder": {"chunk_size": "65536", "topics": ["vgps/selected"]}})
     assert [n.name for n in graph.nodes] == ["recorder"] + [n.name for n in plain.nodes]
     spec = graph.node("recorder")
-    assert (spec.package, spec.executable, spec.lifecycle) == (*RECORDER[:2], False)
+    assert (spec.package, spec.executable, spec.lifecycle) == (RECORDER.package,
+                                                               RECORDER.executable, False)
     params = dict(spec.parameters)
     run_info = json.loads(params.pop("run_info"))
     assert params == {"path": str(tmp_path / "bag"), "topics": ["vgps/selected"],
@@ -123,7 +125,7 @@ def test_shutdown_stops_the_recorder_after_every_other_node(tmp_path):
         while not (tmp_path / f"{name}.ready").exists():
             assert time.monotonic() < deadline, f"{name} never started"
             time.sleep(0.02)
-    procs.shutdown(last=[RECORDER[2]])
+    procs.shutdown(last=[RECORDER.name])
     assert all(p.returncode == 0 for p in procs.procs.values())  # SIGINT was enough
     times = {n: [int(t) for t in (tmp_path / n).read_text().split()] for n in procs.procs}
     others_done = max(times["policy_node"][1], times["arm_driver"][1])

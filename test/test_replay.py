@@ -34,12 +34,12 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from vgps.bags import BagWriter, read_bag  # noqa: E402
 from vgps.cli.main import main  # noqa: E402
-from vgps.replay.rescore import REPLAY_JSON, RUN_INFO, replay  # noqa: E402
+from vgps.replay.rescore import REPLAY_JSON, RUN_INFO, ReplayResult, replay  # noqa: E402
 from vgps_interfaces.msg import ScoredCandidates, SelectedAction  # noqa: E402
 from vgps_ros import qos  # noqa: E402
 from vgps_ros.conversions import stamp_to_ns  # noqa: E402
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(600)]
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOL = 1e-5
@@ -89,7 +89,7 @@ def readable_steps(bag_path: Path) -> tuple[set[int], set[int]]:
 
 
 @pytest.fixture(scope="module")
-def other_replay(bag, critics, tmp_path_factory) -> tuple[dict, Path]:
+def other_replay(bag, critics, tmp_path_factory) -> tuple[ReplayResult, Path]:
     out = tmp_path_factory.mktemp("replay_other")
     return replay(bag, critic=critics["other"], k=6, out=out), out
 
@@ -133,8 +133,8 @@ def test_critic_from_the_recorded_metadata_and_clear_errors(bag, critics, tmp_pa
     info = yaml.safe_load((bag / RUN_INFO).read_text())["rosbag2_bagfile_information"]
     assert Path(info["custom_data"]["vgps.critic"]) == Path(critics["live"]).resolve()
     summary = replay(bag, out=tmp_path / "from_metadata", report=False)
-    assert summary["critic"]["explicit"] is False and summary["agreement"] == 1.0
-    assert summary["max_abs_q_diff"] <= TOL
+    assert summary.critic.explicit is False and summary.agreement == 1.0
+    assert summary.max_abs_q_diff <= TOL
 
     copy = tmp_path / "bag"
     shutil.copytree(bag, copy)
@@ -156,17 +156,17 @@ def test_critic_from_the_recorded_metadata_and_clear_errors(bag, critics, tmp_pa
 def test_smaller_k_keeps_the_first_candidates(bag, critics, tmp_path):
     summary = replay(bag, critic=critics["live"], k=4, out=tmp_path / "k4", report=False)
     recorded = recorded_q(bag)
-    for record in summary["records"]:
-        assert (record["k"], record["k_recorded"], len(record["q_new"])) == (4, 10, 4)
-        np.testing.assert_allclose(record["q_new"], recorded[record["stamp_ns"]][:4], atol=TOL)
+    for record in summary.records:
+        assert (record.k, record.k_recorded, len(record.q_new)) == (4, 10, 4)
+        np.testing.assert_allclose(record.q_new, recorded[record.stamp_ns][:4], atol=TOL)
         # argmax over the first 4 differs from the executed one exactly when that was not in them
-        assert record["agree"] == (record["recorded_index"] < 4)
-    changed = {c["stamp_ns"] for c in summary["changed_steps"]}
-    assert changed == {r["stamp_ns"] for r in summary["records"] if r["recorded_index"] >= 4}
-    assert summary["max_abs_q_diff"] is None  # fewer candidates than recorded: not compared
+        assert record.agree == (record.recorded_index < 4)
+    changed = {c.stamp_ns for c in summary.changed_steps}
+    assert changed == {r.stamp_ns for r in summary.records if r.recorded_index >= 4}
+    assert summary.max_abs_q_diff is None  # fewer candidates than recorded: not compared
 
     clamped = replay(bag, critic=critics["live"], k=20, out=tmp_path / "k20", report=False)
-    assert clamped["agreement"] == 1.0 and any("k=20" in n for n in clamped["notes"])
+    assert clamped.agreement == 1.0 and any("k=20" in n for n in clamped.notes)
 
 
 def test_softmax_replay_uses_the_selectors_keys(bag, critics, tmp_path):
@@ -175,32 +175,33 @@ def test_softmax_replay_uses_the_selectors_keys(bag, critics, tmp_path):
 
     summary = replay(bag, critic=critics["live"], beta=0.5, seed=3, out=tmp_path,
                      report=False)
-    assert summary["steps"] >= 1
-    for record in summary["records"]:
+    assert summary.steps >= 1
+    for record in summary.records:
         selector = Selector(SelectorConfig(k=10, beta=0.5, seed=3))
-        stamp_s = record["stamp_ns"] * 1e-9
-        decision = selector.on_scored(record["step"], stamp_s,
+        stamp_s = record.stamp_ns * 1e-9
+        decision = selector.on_scored(record.step, stamp_s,
                                       np.zeros((10, 1, 7), np.float32),
-                                      np.asarray(record["q_recorded"], np.float32), now=stamp_s)
-        assert (record["new_reason"], record["beta"]) == ("softmax", 0.5)
-        assert record["new_index"] == decision.index, record["step"]
+                                      np.asarray(record.q_recorded, np.float32), now=stamp_s)
+        assert (record.new_reason, record.beta) == ("softmax", 0.5)
+        assert record.new_index == decision.index, record.step
 
 
 def test_another_critic_shows_where_choices_change(other_replay):
     summary, out = other_replay
-    assert summary["critic"]["same_as_recorded"] is False
-    assert summary["max_abs_q_diff"] is None  # Q of different critics are not compared
-    assert summary["agreement"] < 1.0 and summary["changed_steps"]
-    changed = [r for r in summary["records"] if r["agree"] is False]
-    assert [(r["step"], r["new_index"]) for r in changed] == \
-        [(c["step"], c["new_index"]) for c in summary["changed_steps"]]
-    assert all(r["new_index"] != r["recorded_index"] and r["k"] == 6 for r in changed)
+    assert json.loads((out / REPLAY_JSON).read_text()) == summary.to_json()  # the typed result
+    assert summary.critic.same_as_recorded is False
+    assert summary.max_abs_q_diff is None  # Q of different critics are not compared
+    assert summary.agreement < 1.0 and summary.changed_steps
+    changed = [r for r in summary.records if r.agree is False]
+    assert [(r.step, r.new_index) for r in changed] == \
+        [(c.step, c.new_index) for c in summary.changed_steps]
+    assert all(r.new_index != r.recorded_index and r.k == 6 for r in changed)
     html = (out / "report.html").read_text()
     assert "different" in html
     drawn = min(len(changed), 24)
     assert html.count('class="pair"') == drawn
     assert html.count("data:image/png;base64,") == 2 * drawn
-    for record_index in [summary["records"].index(r) for r in changed][:drawn]:
+    for record_index in [summary.records.index(r) for r in changed][:drawn]:
         assert f'id="changed-{record_index}"' in html
     assert "<script" not in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
@@ -222,17 +223,17 @@ def test_truncated_bag_is_replayed_as_far_as_readable(bag, critics, tmp_path):
     assert 1 <= len(covered) < len(recorded_q(bag))  # the cut loses steps, keeps some
 
     summary = replay(cut, critic=critics["live"], out=tmp_path / "cut")
-    assert any("truncated" in p for p in summary["problems"])
-    assert {r["stamp_ns"] for r in summary["records"]} == covered
-    assert all(r["max_abs_q_diff"] <= TOL for r in summary["records"])
+    assert any("truncated" in p for p in summary.problems)
+    assert {r.stamp_ns for r in summary.records} == covered
+    assert all(r.max_abs_q_diff <= TOL for r in summary.records)
     html = (tmp_path / "cut" / "report.html").read_text()
     assert "Bag problems" in html and "truncated" in html
 
     garbage = tmp_path / "garbage.mcap"
     garbage.write_bytes(data + os.urandom(3000))
     summary = replay(garbage, critic=critics["live"], out=tmp_path / "garbage")
-    assert summary["problems"] and summary["steps"] == len(recorded_q(bag))
-    assert summary["agreement"] == 1.0
+    assert summary.problems and summary.steps == len(recorded_q(bag))
+    assert summary.agreement == 1.0
 
 
 def test_steps_without_their_frame_are_skipped(bag, critics, tmp_path):
@@ -247,9 +248,9 @@ def test_steps_without_their_frame_are_skipped(bag, critics, tmp_path):
                 continue
             writer.write(m.topic, m.msgtype, m.data, log_time_ns=m.log_time_ns)
     summary = replay(copy, critic=critics["live"], out=tmp_path / "out")
-    assert {s["stamp_ns"] for s in summary["skipped"]} == dropped
-    assert all("/camera/image_raw" in s["reason"] for s in summary["skipped"])
-    assert summary["steps"] == len(stamps) - 2 and summary["agreement"] == 1.0
+    assert {s.stamp_ns for s in summary.skipped} == dropped
+    assert all("/camera/image_raw" in s.reason for s in summary.skipped)
+    assert summary.steps == len(stamps) - 2 and summary.agreement == 1.0
     assert "skipped" in (tmp_path / "out" / "report.html").read_text()
 
 

@@ -32,7 +32,8 @@ from vgps.bags.reader import (
     message_class,
     read_bag,
 )
-from vgps.bags.writer import COMPRESSIONS, BagWriter, qos_to_dict
+from vgps.bags.writer import COMPRESSIONS, RECORDER_PARAMETERS, BagWriter, qos_to_dict
 
-__all__ = ["COMPRESSIONS", "METADATA_FILE", "BagError", "BagMessage", "BagReadResult", "BagReader",
-           "BagTopic", "BagWriter", "iter_messages", "message_class", "qos_to_dict", "read_bag"]
+__all__ = ["COMPRESSIONS", "METADATA_FILE", "RECORDER_PARAMETERS", "BagError", "BagMessage",
+           "BagReadResult", "BagReader", "BagTopic", "BagWriter", "iter_messages", "message_class",
+           "qos_to_dict", "read_bag"]

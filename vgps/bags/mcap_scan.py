@@ -20,202 +20,43 @@ Usage::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import heapq
 import itertools
 import mmap
-import re
 import struct
-import zlib
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-MAGIC = b"\x89MCAP0\r\n"
-HEADER, FOOTER, SCHEMA, CHANNEL, MESSAGE, CHUNK = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
-STATISTICS, METADATA, DATA_END = 0x0B, 0x0C, 0x0F
-NAMES = {0x01: "header", 0x02: "footer", 0x03: "schema", 0x04: "channel", 0x05: "message",
-         0x06: "chunk", 0x07: "message index", 0x08: "chunk index", 0x09: "attachment",
-         0x0A: "attachment index", 0x0B: "statistics", 0x0C: "metadata", 0x0D: "metadata index",
-         0x0E: "summary offset", 0x0F: "data end"}
-COMPRESSIONS = ("", "zstd", "lz4")
-_RESYNC = re.compile(rb"[\x02\x06\x0f]")
-_CHUNK_FIXED = 8 + 8 + 8 + 4 + 4 + 8  # times, uncompressed size, crc, string length, records len
+from vgps.bags.mcap_records import (
+    CHANNEL,
+    CHUNK,
+    CHUNK_FIXED,
+    DATA_END,
+    FOOTER,
+    HEADER,
+    MAGIC,
+    MESSAGE,
+    METADATA,
+    NAMES,
+    RESYNC,
+    SCHEMA,
+    STATISTICS,
+    ChunkRef,
+    Cursor,
+    Malformed,
+    NotMcapError,
+    RawMessage,
+    Scan,
+    chunk_header,
+    decompress,
+    parse_channel,
+    parse_message,
+    parse_schema,
+    records,
+)
 
-
-class NotMcapError(ValueError):
-    """The file is not an MCAP file (or is empty)."""
-
-
-class _Malformed(ValueError):
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class Schema:
-    id: int
-    name: str
-    encoding: str
-    data: bytes
-
-
-@dataclasses.dataclass(frozen=True)
-class Channel:
-    id: int
-    schema_id: int
-    topic: str
-    message_encoding: str
-    metadata: dict[str, str]
-
-
-@dataclasses.dataclass(frozen=True)
-class RawMessage:
-    channel_id: int
-    sequence: int
-    log_time: int
-    publish_time: int
-    data: bytes
-
-
-@dataclasses.dataclass(frozen=True)
-class ChunkRef:
-    """An intact chunk: where its record body is and the log-time range of its messages."""
-
-    offset: int  # of the record body (after opcode and length)
-    length: int
-    start_time: int
-    end_time: int
-    messages: int
-
-
-@dataclasses.dataclass
-class Scan:
-    """What :func:`scan` found in one MCAP file."""
-
-    path: Path
-    size: int
-    profile: str = ""
-    library: str = ""
-    schemas: dict[int, Schema] = dataclasses.field(default_factory=dict)
-    channels: dict[int, Channel] = dataclasses.field(default_factory=dict)
-    chunks: list[ChunkRef] = dataclasses.field(default_factory=list)
-    loose: list[RawMessage] = dataclasses.field(default_factory=list)  # outside chunks
-    counts: dict[int, int] = dataclasses.field(default_factory=dict)  # channel id -> messages
-    metadata: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
-    problems: list[str] = dataclasses.field(default_factory=list)
-    footer: bool = False  # summary/footer and closing magic present
-
-    @property
-    def message_count(self) -> int:
-        return sum(self.counts.values())
-
-
-class _Cursor:
-    """Little-endian reads from a buffer; running past its end raises ``_Malformed``."""
-
-    def __init__(self, data: bytes | memoryview, pos: int = 0):
-        self.data = data
-        self.pos = pos
-
-    def take(self, n: int) -> memoryview:
-        if n < 0 or self.pos + n > len(self.data):
-            raise _Malformed(f"needs {n} bytes at {self.pos}, {len(self.data) - self.pos} left")
-        view = memoryview(self.data)[self.pos:self.pos + n]
-        self.pos += n
-        return view
-
-    def unpack(self, fmt: str) -> tuple:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))
-
-    def string(self) -> str:
-        (n,) = self.unpack("<I")
-        try:
-            return bytes(self.take(n)).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _Malformed(f"bad UTF-8 string: {exc}") from None
-
-    def prefixed(self) -> bytes:
-        (n,) = self.unpack("<I")
-        return bytes(self.take(n))
-
-    def string_map(self) -> dict[str, str]:
-        (n,) = self.unpack("<I")
-        inner = _Cursor(self.take(n))
-        out = {}
-        while inner.pos < n:
-            key = inner.string()
-            out[key] = inner.string()
-        return out
-
-
-def _schema(body: memoryview) -> Schema:
-    cur = _Cursor(body)
-    (sid,) = cur.unpack("<H")
-    return Schema(sid, cur.string(), cur.string(), cur.prefixed())
-
-
-def _channel(body: memoryview) -> Channel:
-    cur = _Cursor(body)
-    cid, schema_id = cur.unpack("<HH")
-    return Channel(cid, schema_id, cur.string(), cur.string(), cur.string_map())
-
-
-def _message(body: memoryview, copy: bool = True) -> RawMessage:
-    cur = _Cursor(body)
-    cid, seq, log_time, publish_time = cur.unpack("<HIQQ")
-    data = bytes(body[cur.pos:]) if copy else b""
-    return RawMessage(cid, seq, log_time, publish_time, data)
-
-
-def _chunk_header(body: memoryview) -> tuple[int, int, int, int, str, int]:
-    """(start, end, uncompressed size, crc, compression, offset of the records) or _Malformed."""
-    cur = _Cursor(body)
-    start, end, size, crc = cur.unpack("<QQQI")
-    compression = cur.string()
-    (records_len,) = cur.unpack("<Q")
-    if compression not in COMPRESSIONS:
-        raise _Malformed(f"unknown compression {compression[:16]!r}")
-    if records_len != len(body) - cur.pos:
-        raise _Malformed(f"records length {records_len} != {len(body) - cur.pos} bytes present")
-    return start, end, size, crc, compression, cur.pos
-
-
-def _decompress(body: memoryview) -> bytes:
-    """The uncompressed records of a chunk record body, checked, or ``_Malformed``."""
-    _, _, size, crc, compression, pos = _chunk_header(body)
-    data = body[pos:]
-    try:
-        if compression == "zstd":
-            import zstandard
-
-            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
-        elif compression == "lz4":
-            import lz4.frame
-
-            out = lz4.frame.decompress(data)
-        else:
-            out = bytes(data)
-    except Exception as exc:  # noqa: BLE001 - any codec failure means a damaged chunk
-        raise _Malformed(f"{compression} decompression failed ({exc})") from None
-    if len(out) != size:
-        raise _Malformed(f"decompressed to {len(out)} bytes, expected {size}")
-    if crc and zlib.crc32(out) != crc:
-        raise _Malformed("CRC mismatch")
-    return out
-
-
-def _records(data: bytes | memoryview) -> Iterator[tuple[int, memoryview]]:
-    """(opcode, body) of the records in a chunk's uncompressed data."""
-    view = memoryview(data)
-    pos = 0
-    while pos < len(view):
-        if len(view) - pos < 9:
-            raise _Malformed(f"{len(view) - pos} stray bytes at the end of the chunk")
-        op, length = struct.unpack_from("<BQ", view, pos)
-        if pos + 9 + length > len(view):
-            raise _Malformed(f"{NAMES.get(op, f'opcode {op:#x}')} record overruns the chunk")
-        yield op, view[pos + 9:pos + 9 + length]
-        pos += 9 + length
+__all__ = ["ChunkRef", "NotMcapError", "RawMessage", "Scan", "chunk_messages", "iter_raw", "scan"]
 
 
 def scan(path: str | Path) -> Scan:
@@ -303,49 +144,49 @@ class _Walker:
         out = self.out
         try:
             if op == HEADER:
-                cur = _Cursor(body)
+                cur = Cursor(body)
                 out.profile, out.library = cur.string(), cur.string()
             elif op == SCHEMA:
-                schema = _schema(body)
+                schema = parse_schema(body)
                 out.schemas.setdefault(schema.id, schema)
             elif op == CHANNEL:
-                channel = _channel(body)
+                channel = parse_channel(body)
                 out.channels.setdefault(channel.id, channel)
             elif op == MESSAGE:
-                msg = _message(body)
+                msg = parse_message(body)
                 out.loose.append(msg)
                 out.counts[msg.channel_id] = out.counts.get(msg.channel_id, 0) + 1
             elif op == CHUNK:
                 self._chunk(body, pos)
             elif op == METADATA:
-                cur = _Cursor(body)
+                cur = Cursor(body)
                 name = cur.string()
                 out.metadata[name] = cur.string_map()
             elif op == STATISTICS:
-                (self.statistics,) = _Cursor(body).unpack("<Q")
-        except _Malformed as exc:
+                (self.statistics,) = Cursor(body).unpack("<Q")
+        except Malformed as exc:
             out.problems.append(f"{NAMES.get(op, hex(op))} record at byte {pos} is malformed "
                                 f"({exc}); skipped")
 
     def _chunk(self, body: memoryview, pos: int) -> None:
         out = self.out
         try:
-            data = _decompress(body)
+            data = decompress(body)
             counts: dict[int, int] = {}
             start, end = None, None
-            for op, rec in _records(data):
+            for op, rec in records(data):
                 if op == SCHEMA:
-                    schema = _schema(rec)
+                    schema = parse_schema(rec)
                     out.schemas.setdefault(schema.id, schema)
                 elif op == CHANNEL:
-                    channel = _channel(rec)
+                    channel = parse_channel(rec)
                     out.channels.setdefault(channel.id, channel)
                 elif op == MESSAGE:
-                    msg = _message(rec, copy=False)
+                    msg = parse_message(rec, copy=False)
                     counts[msg.channel_id] = counts.get(msg.channel_id, 0) + 1
                     start = msg.log_time if start is None else min(start, msg.log_time)
                     end = msg.log_time if end is None else max(end, msg.log_time)
-        except _Malformed as exc:
+        except Malformed as exc:
             self.bad_chunks += 1
             out.problems.append(f"chunk at byte {pos} ({len(body)} bytes) is damaged ({exc}); "
                                 "its messages are lost")
@@ -371,7 +212,7 @@ class _Walker:
     def _resync(self, start: int) -> int | None:
         """Offset of the next plausible chunk, data-end or footer record at/after ``start``."""
         size = self.size
-        for match in _RESYNC.finditer(self.mm, start):
+        for match in RESYNC.finditer(self.mm, start):
             pos = match.start()
             if size - pos < 9:
                 return None
@@ -379,10 +220,10 @@ class _Walker:
             end = pos + 9 + length
             if end > size:
                 continue
-            if op == CHUNK and length >= _CHUNK_FIXED:
+            if op == CHUNK and length >= CHUNK_FIXED:
                 try:
-                    _chunk_header(self.view[pos + 9:end])
-                except _Malformed:
+                    chunk_header(self.view[pos + 9:end])
+                except Malformed:
                     continue
                 return pos
             if op == DATA_END and length == 4 and (end == size or self.mm[end] in NAMES):
@@ -398,11 +239,11 @@ def chunk_messages(handle: BinaryIO, ref: ChunkRef, channels: Collection[int] | 
     handle.seek(ref.offset)
     body = memoryview(handle.read(ref.length))
     out = []
-    for op, rec in _records(_decompress(body)):
+    for op, rec in records(decompress(body)):
         if op == MESSAGE:
             (cid,) = struct.unpack_from("<H", rec)
             if channels is None or cid in channels:
-                out.append(_message(rec))
+                out.append(parse_message(rec))
     return out
 
 
@@ -426,7 +267,7 @@ def iter_raw(result: Scan, channels: Collection[int] | None = None) -> Iterator[
                 try:
                     for msg in chunk_messages(handle, refs[i], wanted):
                         heapq.heappush(heap, (msg.log_time, next(order), msg))
-                except (_Malformed, OSError) as exc:
+                except (Malformed, OSError) as exc:
                     result.problems.append(f"chunk at byte {refs[i].offset - 9} could not be "
                                            f"read again ({exc}); its messages are skipped")
                 i += 1

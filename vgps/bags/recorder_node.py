@@ -46,8 +46,7 @@ from rclpy.qos import (
 )
 from rclpy.signals import SignalHandlerOptions
 
-from vgps.bags import COMPRESSIONS, BagError, BagWriter, message_class
-from vgps.graph.description import RECORDER_PARAMETERS
+from vgps.bags import COMPRESSIONS, RECORDER_PARAMETERS, BagError, BagWriter, message_class
 from vgps_ros import qos
 from vgps_ros.runtime import describe
 

@@ -43,11 +43,17 @@ from vgps import __version__
 from vgps.bags.definitions import DefinitionError, full_definition, normalize, type_hash
 from vgps.bags.reader import METADATA_FILE, BagError
 
-__all__ = ["COMPRESSIONS", "BagWriter", "qos_to_dict"]
+__all__ = ["COMPRESSIONS", "RECORDER_PARAMETERS", "BagWriter", "qos_to_dict"]
 
 METADATA_VERSION = 9
 COMPRESSIONS = ("zstd", "lz4", "none")
 DEFAULT_CHUNK_SIZE = 512 * 1024
+# The recorder node's parameters (vgps.bags.recorder_node) and their defaults, which the graph
+# description also passes; None = the node's own default (topics: the steering topics), left out
+# of the parameter file.
+RECORDER_PARAMETERS: dict[str, Any] = {"path": "", "topics": None,
+                                       "chunk_size": DEFAULT_CHUNK_SIZE, "compression": "zstd",
+                                       "flush_period_s": 2.0, "run_info": "{}"}
 
 
 # -- QoS ------------------------------------------------------------------------------------------

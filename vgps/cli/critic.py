@@ -1,4 +1,14 @@
-"""``vgps critic ...``: inspect, create and import critic checkpoints."""
+"""``vgps critic ...``: inspect, create and import critic checkpoints.
+
+    vgps critic info models/sim_critic
+    vgps critic init --config sim --seed 0 --out out/critic
+    vgps critic ensemble run_a/critic run_b/critic --name sim-critic --out out/ensemble
+    vgps critic import-vgps checkpoint_500000 --action-bounds bridge --out out/released
+
+Each command parses its arguments and calls one ``vgps_critic`` function
+(:func:`~vgps_critic.loading.describe`, :func:`~vgps_critic.random_critic.save_random_critic`,
+:func:`~vgps_critic.ensemble.save_ensemble`, :func:`~vgps_critic.import_vgps.import_vgps`).
+"""
 
 from __future__ import annotations
 
@@ -76,17 +86,9 @@ def _import_vgps(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from vgps_critic.checkpoint import load_checkpoint
-    from vgps_critic.ensemble import is_ensemble, load_ensemble
+    from vgps_critic.loading import describe
 
-    if is_ensemble(args.path):
-        card = load_ensemble(args.path, verify=not args.no_verify).card
-        raw = card.to_json()
-        raw["critic_id"] = card.critic_id
-        raw["member_cards"] = [c.to_json() for c in card.member_cards]
-    else:
-        raw = load_checkpoint(args.path, verify=not args.no_verify)[0].to_json()
-    json.dump(raw, sys.stdout, indent=2)
+    json.dump(describe(args.path, verify=not args.no_verify), sys.stdout, indent=2)
     print()
     return 0
 
@@ -107,25 +109,11 @@ def _ensemble(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    import dataclasses
+    from vgps_critic.random_critic import save_random_critic
 
-    import jax
-
-    from vgps_critic.checkpoint import CriticCard, save_checkpoint
-    from vgps_critic.config import PRESETS, ActionSpace
-    from vgps_critic.language import ENCODER_DIMS
-    from vgps_critic.model import init_params
-
-    if args.config not in PRESETS:
-        raise ValueError(f"unknown --config {args.config!r}; choose from {sorted(PRESETS)}")
-    cfg = PRESETS[args.config]
-    encoder = args.language_encoder or ("muse" if cfg.language_dim == 512 else "minilm-l6-v2")
-    if encoder in ENCODER_DIMS:
-        cfg = dataclasses.replace(cfg, language_dim=ENCODER_DIMS[encoder])
-    card = CriticCard(config=cfg, action_space=ActionSpace.named(args.action_bounds),
-                      language_encoder=encoder, name=f"random-{args.config}",
-                      training={"algorithm": "none (random initialisation)", "seed": args.seed})
-    card = save_checkpoint(args.out, card, init_params(cfg, jax.random.key(args.seed)),
-                           overwrite=args.force)
+    card = save_random_critic(args.out, preset=args.config,
+                              language_encoder=args.language_encoder,
+                              action_bounds=args.action_bounds, seed=args.seed,
+                              overwrite=args.force)
     print(f"wrote {args.out}: {card.critic_id}, {card.param_count:,} parameters")
     return 0

@@ -1,8 +1,10 @@
-"""``vgps eval`` and ``vgps collect``: in-process simulation runs (no ROS).
+"""``vgps eval``: evaluate a policy, optionally steered by a critic, in the MuJoCo sim (no ROS).
 
     vgps eval --task all --episodes 50 --policy sim --out out/eval_base
     vgps eval --task carrot_on_plate --critic models/sim_critic --k 10 --out out/eval_vgps
-    vgps collect --task all --episodes 100 --policy sim --out data/sim_rollouts
+
+Calls :func:`vgps.evaluation.runner.evaluate` and prints its table. ``vgps collect``
+(:mod:`vgps.cli.collect`) takes the same simulation options (:func:`add_sim_arguments`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import argparse
 import os
 import shlex
 from pathlib import Path
+
+from vgps_policy_bridge.registry import IN_PROCESS
 
 TASK_HELP = "task name, or 'all' for every task"
 
@@ -22,27 +26,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "per step; with --critic the V-GPS steerer picks one (greedy for beta = 0), "
                     "without it the policy's own sample is executed (K = 1). Writes "
                     "results.json, results.md and episodes.jsonl to --out.")
-    _common(ev, image_size=256)
+    add_sim_arguments(ev, image_size=256)
     ev.add_argument("--k", type=int, default=None,
                     help="candidates per step with --critic (default 10); ignored without it")
     ev.add_argument("--video", action="store_true",
                     help="write the first episode of each task to OUT/videos/ (MP4, else GIF)")
     ev.set_defaults(func=_eval)
 
-    co = subparsers.add_parser(
-        "collect", help="record simulated episodes as .npz files for critic training",
-        description="Run simulated episodes and save each as OUT/episodes/<task>_<i>.npz "
-                    "(images, states, actions, instruction, task, success, seed) plus "
-                    "OUT/index.json.")
-    _common(co, image_size=64)
-    co.add_argument("--k", type=int, default=1, help="candidates per step (with --critic)")
-    co.set_defaults(func=_collect)
 
-
-def _common(parser: argparse.ArgumentParser, image_size: int) -> None:
+def add_sim_arguments(parser: argparse.ArgumentParser, image_size: int) -> None:
+    """The options ``vgps eval`` and ``vgps collect`` share (tasks, policy, critic, seed, ...)."""
     parser.add_argument("--task", default="all", help=TASK_HELP)
     parser.add_argument("--episodes", type=int, default=50, help="episodes per task")
-    parser.add_argument("--policy", default="sim", help="in-process policy (sim)")
+    parser.add_argument("--policy", default="sim",
+                        help=f"in-process policy ({', '.join(IN_PROCESS)})")
     parser.add_argument("--critic", default=None, metavar="PATH",
                         help="critic checkpoint directory to steer with")
     parser.add_argument("--beta", type=float, default=0.0,
@@ -53,6 +50,13 @@ def _common(parser: argparse.ArgumentParser, image_size: int) -> None:
     parser.add_argument("--image-size", type=int, default=image_size,
                         help=f"rendered camera size in pixels (default {image_size})")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+
+
+def tasks(name: str) -> tuple[str, ...]:
+    """``--task``: one task name, or every task for ``all``."""
+    from vgps_widowx.sim import TASKS
+
+    return tuple(TASKS) if name == "all" else (name,)
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -69,12 +73,6 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join([*parts, "--out", str(args.out)])
 
 
-def _tasks(name: str) -> tuple[str, ...]:
-    from vgps_widowx.sim import TASKS
-
-    return tuple(TASKS) if name == "all" else (name,)
-
-
 def _eval(args: argparse.Namespace) -> int:
     os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
     from rich.console import Console
@@ -82,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from vgps.evaluation.runner import EvalConfig, evaluate
 
-    config = EvalConfig(tasks=_tasks(args.task), out=args.out, episodes=args.episodes,
+    config = EvalConfig(tasks=tasks(args.task), out=args.out, episodes=args.episodes,
                         policy=args.policy, critic=args.critic, k=args.k, beta=args.beta,
                         seed=args.seed, instruction=args.instruction, video=args.video,
                         image_size=args.image_size)
@@ -100,22 +98,4 @@ def _eval(args: argparse.Namespace) -> int:
                       f"{r['success_rate']:.2f}", f"[{lo:.2f}, {hi:.2f}]")
     console.print(table)
     console.print(f"wrote {config.out / 'results.json'}, results.md, episodes.jsonl")
-    return 0
-
-
-def _collect(args: argparse.Namespace) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is first imported
-    from vgps.evaluation.rollouts import CollectConfig, collect
-
-    config = CollectConfig(tasks=_tasks(args.task), out=args.out, episodes=args.episodes,
-                           policy=args.policy, k=args.k, critic=args.critic, beta=args.beta,
-                           image_size=args.image_size, seed=args.seed,
-                           instruction=args.instruction)
-    index = collect(config)
-    total = sum(s["episodes"] for s in index["summary"].values())
-    wins = sum(s["successes"] for s in index["summary"].values())
-    for task, s in index["summary"].items():
-        print(f"{task:22s} {s['successes']:4d} / {s['episodes']:<4d} successes")
-    print(f"wrote {total} episodes ({wins} successes, {total - wins} failures) to "
-          f"{config.out / 'episodes'} and {config.out / 'index.json'}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from vgps import __version__
+from vgps.cli import collect as collect_cmd
 from vgps.cli import critic as critic_cmd
 from vgps.cli import evaluate as eval_cmd
 from vgps.cli import monitor as monitor_cmd
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     critic_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
+    collect_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
     replay_cmd.add_parser(sub)
     up_cmd.add_parser(sub)

@@ -7,8 +7,7 @@
 
 With ``--out`` it writes ``OUT/replay.json`` and ``OUT/report.html`` (:mod:`vgps.replay.rescore`,
 :mod:`vgps.replay.report`); with ``--publish`` it publishes the bag (:mod:`vgps.bags.publish`);
-both may
-be given (analysis first).
+both may be given (analysis first).
 """
 
 from __future__ import annotations
@@ -60,21 +59,22 @@ def _replay(args: argparse.Namespace) -> int:
     if args.out is not None:
         from vgps.replay.rescore import replay
 
-        s = replay(args.bag, critic=args.critic, k=args.k, beta=args.beta, out=args.out,
-                   seed=args.seed, max_thumbnails=args.thumbnails, progress=sys.stderr.isatty())
-        for problem in s["problems"]:
+        result = replay(args.bag, critic=args.critic, k=args.k, beta=args.beta, out=args.out,
+                        seed=args.seed, max_thumbnails=args.thumbnails,
+                        progress=sys.stderr.isatty())
+        for problem in result.problems:
             print(f"bag problem: {problem}", file=sys.stderr)
-        for note in s["notes"]:
+        for note in result.notes:
             print(f"note: {note}")
-        critic = s["critic"]
-        if not critic["same_as_recorded"]:
-            print(f"note: replaying with critic {critic['id']}; the bag was scored by "
-                  f"{', '.join(critic['recorded_ids']) or 'no critic'}")
-        agreement = "n/a" if s["agreement"] is None else f"{s['agreement']:.1%}"
-        diff = "n/a" if s["max_abs_q_diff"] is None else f"{s['max_abs_q_diff']:.3g}"
-        print(f"{s['steps']} steps replayed ({len(s['skipped'])} skipped), agreement "
-              f"{agreement} ({len(s['changed_steps'])} changed), max |dQ| {diff}")
-        print(f"wrote {args.out / 'replay.json'} and {s['report']}")
+        critic = result.critic
+        if not critic.same_as_recorded:
+            print(f"note: replaying with critic {critic.id}; the bag was scored by "
+                  f"{', '.join(critic.recorded_ids) or 'no critic'}")
+        agreement = "n/a" if result.agreement is None else f"{result.agreement:.1%}"
+        diff = "n/a" if result.max_abs_q_diff is None else f"{result.max_abs_q_diff:.3g}"
+        print(f"{result.steps} steps replayed ({len(result.skipped)} skipped), agreement "
+              f"{agreement} ({len(result.changed_steps)} changed), max |dQ| {diff}")
+        print(f"wrote {args.out / 'replay.json'} and {result.report}")
     if args.publish:
         from vgps.bags.publish import publish_bag
 

@@ -11,7 +11,8 @@ until Ctrl-C)
 and ``--out DIR`` receives ``summary.json`` (episodes, step latency p50/p95), ``params.yaml``,
 ``processes.json``, node logs and, with ``--video``, ``episode_0.mp4``. ``--record DIR`` (or
 ``record:=DIR``) records the steering topics into a rosbag2 bag (MCAP) in ``DIR``
-(:mod:`vgps.bags.recorder_node`; read it with :func:`vgps.bags.writer.read_bag`).
+(:mod:`vgps.bags.recorder_node`; read it with :func:`vgps.bags.writer.read_bag`). The handler
+calls :func:`vgps.graph.launcher.up` and prints its :class:`~vgps.graph.result.UpResult`.
 """
 
 from __future__ import annotations
@@ -88,20 +89,19 @@ def _up(args: argparse.Namespace) -> int:
     config = UpConfig(arguments=arguments, overrides=parse_sets(args.sets),
                       config=args.params_file, out=args.out, episodes=args.episodes,
                       video=args.video, timeout_s=args.timeout, quiet=args.quiet)
-    summary = up(config)
-    episodes = summary["episodes"]
-    for ep in episodes:
-        print(f"episode {ep['episode']} ({ep['task']}): "
-              f"{'SUCCESS' if ep['success'] else 'failure'} in {ep['steps']} steps")
-    lat = summary["step_latency_ms"]
-    print(f"step latency (candidates -> selected): p50 {lat['p50']} ms, p95 {lat['p95']} ms "
-          f"over {lat['n']} steps; decisions {json.dumps(summary['decisions'])} "
-          f"(+{summary['idle_holds']} idle watchdog holds)")
+    result = up(config)
+    for ep in result.episodes:
+        print(f"episode {ep.episode} ({ep.task}): "
+              f"{'SUCCESS' if ep.success else 'failure'} in {ep.steps} steps")
+    lat = result.step_latency_ms
+    print(f"step latency (candidates -> selected): p50 {lat.p50} ms, p95 {lat.p95} ms "
+          f"over {lat.n} steps; decisions {json.dumps(dict(result.decisions))} "
+          f"(+{result.idle_holds} idle watchdog holds)")
     if args.out:
         print(f"wrote {args.out / 'summary.json'}"
-              + (f" and {summary['video']}" if summary.get("video") else ""))
-    if summary.get("bag", {}).get("messages") is not None:
-        bag = summary["bag"]
-        print(f"recorded {sum(bag['messages'].values())} messages to {bag['path']}"
-              + (f" ({len(bag['problems'])} problems)" if bag["problems"] else ""))
-    return int(summary["exit_code"])
+              + (f" and {result.video}" if result.video else ""))
+    bag = result.bag
+    if bag is not None and bag.messages is not None:
+        print(f"recorded {sum(bag.messages.values())} messages to {bag.path}"
+              + (f" ({len(bag.problems)} problems)" if bag.problems else ""))
+    return result.exit_code

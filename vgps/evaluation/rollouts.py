@@ -25,8 +25,8 @@ from PIL import Image
 from vgps.evaluation.runner import (
     EpisodeResult,
     EvalConfig,
+    in_process_policy,
     load_steerer,
-    make_policy,
     run_tasks,
     settings_of,
 )
@@ -106,7 +106,7 @@ def collect(config: CollectConfig, progress: bool = True) -> dict[str, Any]:
     """
     eval_config = config.as_eval()
     steerer = load_steerer(config.critic, config.beta)
-    policy = make_policy(config.policy)
+    policy = in_process_policy(config.policy)
     folder = config.out / "episodes"
     folder.mkdir(parents=True, exist_ok=True)
     size = config.image_size

@@ -26,15 +26,23 @@ import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
+from vgps.evaluation.results import results_markdown, task_results
 from vgps_policy_bridge.policy import Policy
+from vgps_policy_bridge.registry import IN_PROCESS, make_policy
 from vgps_widowx.sim import TASKS, SimEnvConfig, WidowXSimEnv
 
-POLICIES = ("sim",)  # policies that run in-process (Octo runs behind the policy node)
+if TYPE_CHECKING:  # jax and the critic load only when a critic is given
+    import jax
+
+    from vgps_critic import Scorer
+    from vgps_critic.steering import Steerer
+
+POLICIES = IN_PROCESS  # the registry's policies that run in-process (Octo: behind the node)
 DEFAULT_K_WITH_CRITIC = 10  # the paper's smaller simulated setting (K in {10, 50})
 
 
@@ -45,7 +53,7 @@ class EvalConfig:
     tasks: tuple[str, ...]  # task names (see vgps_widowx.sim.TASKS)
     out: Path  # output directory
     episodes: int = 50  # episodes per task
-    policy: str = "sim"  # in-process policy name, one of POLICIES
+    policy: str = "sim"  # in-process policy name (vgps_policy_bridge.registry), one of POLICIES
     critic: str | None = None  # critic checkpoint directory; None = base policy
     k: int | None = None  # candidates per step; None = 10 with a critic, 1 without
     beta: float = 0.0  # selection temperature: 0 = greedy argmax, > 0 = softmax(Q / beta)
@@ -122,58 +130,40 @@ class EpisodeResult:
         return line
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (95 % for the default z).
-
-    Args:
-        successes: number of successes, 0..n.
-        n: number of trials, > 0.
-        z: normal quantile.
-
-    Returns:
-        ``(low, high)`` within [0, 1].
-    """
-    if n <= 0 or not 0 <= successes <= n:
-        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes}/{n}")
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)
-    hi = 1.0 if successes == n else min(1.0, centre + half)
-    return lo, hi
-
-
 def episode_seed(seed: int, task: str, index: int) -> int:
     """Seed of episode ``index`` of ``task`` under master ``seed`` (stable across runs)."""
     sequence = np.random.SeedSequence([seed & 0xFFFFFFFF, zlib.crc32(task.encode()), index])
     return int(sequence.generate_state(1)[0])
 
 
-def make_policy(name: str) -> Policy:
-    """The in-process policy called ``name``."""
-    if name == "sim":
-        from vgps_policy_bridge.sim_policy import SimPolicy
+def in_process_policy(name: str) -> Policy:
+    """The in-process policy called ``name``, built by the one registry of policies.
 
-        return SimPolicy()
-    raise ValueError(f"unknown policy {name!r}; in-process evaluation supports {list(POLICIES)}")
+    Raises:
+        ValueError: ``name`` is not one of :data:`POLICIES`.
+    """
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; in-process evaluation supports "
+                         f"{list(POLICIES)}")
+    return make_policy(name)
 
 
-def selection_key(seed: int, step: int) -> Any:
+def selection_key(seed: int, step: int) -> jax.Array:
     """The jax key for sampling the selection (beta > 0) at ``step`` of episode ``seed``."""
     import jax
 
     return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def load_steerer(path: str | None, beta: float) -> Any:
+def load_steerer(path: str | None, beta: float) -> Steerer | None:
     """A :class:`~vgps_critic.steering.Steerer` for the checkpoint at ``path`` (None: none)."""
     if path is None:
         return None
     import vgps_critic
     from vgps_critic.steering import Steerer
 
-    return Steerer(vgps_critic.load(path), beta=beta)
+    critic: Scorer = vgps_critic.load(path)  # a critic or an ensemble
+    return Steerer(critic, beta=beta)
 
 
 def run_episode(
@@ -183,7 +173,7 @@ def run_episode(
     index: int,
     seed: int,
     k: int = 1,
-    steerer: Any = None,
+    steerer: Steerer | None = None,
     instruction: str | None = None,
     record: bool = False,
 ) -> EpisodeResult:
@@ -241,7 +231,7 @@ def run_tasks(
     policy: Policy,
     env: WidowXSimEnv,
     k: int,
-    steerer: Any,
+    steerer: Steerer | None,
     instruction: str | None,
     record: Callable[[str, int], bool],
     on_episode: Callable[[EpisodeResult], None],
@@ -262,13 +252,6 @@ def run_tasks(
             bar.set_postfix(success=f"{successes}/{i + 1}")
         results[task] = task_results(successes, episodes)
     return results
-
-
-def task_results(successes: int, episodes: int) -> dict[str, Any]:
-    """``{"episodes", "successes", "success_rate", "ci95": [lo, hi]}`` of one task."""
-    lo, hi = wilson_interval(successes, episodes)
-    return {"episodes": episodes, "successes": successes,
-            "success_rate": round(successes / episodes, 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
 
 def write_video(frames: Sequence[np.ndarray], path: Path, fps: int = 5) -> Path:
@@ -314,7 +297,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
         ``{task: {"episodes", "successes", "success_rate", "ci95": [lo, hi]}}``.
     """
     steerer = load_steerer(config.critic, config.beta)
-    policy = make_policy(config.policy)
+    policy = in_process_policy(config.policy)
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     size = config.image_size
@@ -340,7 +323,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
     return results
 
 
-def settings_of(config: EvalConfig, steerer: Any, policy: Policy) -> dict[str, Any]:
+def settings_of(config: EvalConfig, steerer: Steerer | None, policy: Policy) -> dict[str, Any]:
     """The settings recorded next to the results."""
     return {
         "policy": policy.name,
@@ -353,26 +336,3 @@ def settings_of(config: EvalConfig, steerer: Any, policy: Policy) -> dict[str, A
         "image_size": config.image_size,
         "episodes_per_task": config.episodes,
     }
-
-
-def results_markdown(results: dict[str, dict[str, Any]], settings: dict[str, Any],
-                     command: str | None = None) -> str:
-    """A markdown table of per-task results, followed by the settings."""
-    lines = ["# V-GPS simulation evaluation", ""]
-    if command:
-        lines += ["```", command, "```", ""]
-    lines += ["| task | episodes | successes | rate | 95% CI |", "|---|---:|---:|---:|---|"]
-    total = [0, 0]
-    for task, r in results.items():
-        lo, hi = r["ci95"]
-        lines.append(f"| {task} | {r['episodes']} | {r['successes']} | "
-                     f"{r['success_rate']:.2f} | [{lo:.2f}, {hi:.2f}] |")
-        total[0] += r["episodes"]
-        total[1] += r["successes"]
-    if len(results) > 1:
-        lo, hi = wilson_interval(total[1], total[0])
-        lines.append(f"| **all** | {total[0]} | {total[1]} | {total[1] / total[0]:.2f} | "
-                     f"[{lo:.2f}, {hi:.2f}] |")
-    lines += ["", "Settings:", ""]
-    lines += [f"- {key}: {value if value is not None else '-'}" for key, value in settings.items()]
-    return "\n".join(lines) + "\n"

@@ -42,9 +42,11 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
+
+from vgps.bags import RECORDER_PARAMETERS
 
 CONFIG_NAME = "steer_widowx.yaml"
 OCTO_ALIASES = {"octo": "hf://rail-berkeley/octo-small-1.5",
@@ -105,24 +107,38 @@ class Graph:
         return {n.name: {"ros__parameters": dict(n.parameters)} for n in self.nodes}
 
 
-# (package, executable, node name, lifecycle), in activation order: the arm driver last, because
-# its activation starts the first episode.
+class NodeEntry(NamedTuple):
+    """A node the graph can start: which executable of which package, under which name.
+
+    :meth:`spec` gives its :class:`NodeSpec` once the parameters are resolved.
+    """
+
+    package: str
+    executable: str
+    name: str
+    lifecycle: bool = True  # a managed node (configured and activated by the launcher)
+
+    def spec(self, parameters: dict[str, Any],
+             remappings: tuple[tuple[str, str], ...] = ()) -> NodeSpec:
+        """The node with its parameters and remappings."""
+        return NodeSpec(self.package, self.executable, self.name, parameters, remappings,
+                        self.lifecycle)
+
+
+# The steering nodes in activation order: the arm driver last, because its activation starts
+# the first episode.
 NODES = (
-    ("vgps_critic", "critic_node", "critic_node", True),
-    ("vgps_policy_bridge", "policy_node", "policy_node", True),
-    ("vgps_widowx", "selector_node", "selector_node", False),
-    ("vgps_widowx", "arm_driver_node", "arm_driver", True),
+    NodeEntry("vgps_critic", "critic_node", "critic_node"),
+    NodeEntry("vgps_policy_bridge", "policy_node", "policy_node"),
+    NodeEntry("vgps_widowx", "selector_node", "selector_node", lifecycle=False),
+    NodeEntry("vgps_widowx", "arm_driver_node", "arm_driver"),
 )
 # The candidate overlay (overlay:=true): a plain node, off unless asked for.
-OVERLAY = ("vgps_widowx", "overlay_node", "overlay_node")
+OVERLAY = NodeEntry("vgps_widowx", "overlay_node", "overlay_node", lifecycle=False)
 # The bag recorder (record:=DIR): a plain node of this package, started before all others so it
 # is subscribed before the first episode, and stopped after them so it records everything.
-RECORDER = ("vgps", "vgps-recorder", "recorder")
-# Its parameters (vgps.bags.recorder_node); None = the node's own default (topics: the steering
-# topics), left out of the parameter file.
-RECORDER_PARAMETERS: dict[str, Any] = {"path": "", "topics": None, "chunk_size": 512 * 1024,
-                                       "compression": "zstd", "flush_period_s": 2.0,
-                                       "run_info": "{}"}
+RECORDER = NodeEntry("vgps", "vgps-recorder", "recorder", lifecycle=False)
+# Its parameters: vgps.bags.RECORDER_PARAMETERS (the recorder node's own defaults).
 
 
 def default_config() -> Path:
@@ -175,10 +191,10 @@ def describe(arguments: Mapping[str, str] | None = None,
                          f"known: {sorted(LAUNCH_ARGUMENTS)}")
     args.update({k: str(v) for k, v in (arguments or {}).items()})
     params = load_config(config)
-    missing = {n for _, _, n, _ in NODES} - set(params)
+    missing = {n.name for n in NODES} - set(params)
     if missing:
         raise ValueError(f"parameter file lacks node(s) {sorted(missing)}")
-    recorder = RECORDER[2]
+    recorder = RECORDER.name
     if args["record"]:
         params[recorder] = {**RECORDER_PARAMETERS, **params.get(recorder, {}),
                             "path": str(Path(args["record"]).expanduser().resolve())}
@@ -230,24 +246,24 @@ def describe(arguments: Mapping[str, str] | None = None,
                 "vgps.k": params["selector_node"].get("k", ""),
                 "vgps.beta": params["selector_node"].get("beta", ""),
                 "vgps.execute": params["selector_node"].get("execute", "")})
-        nodes.append(NodeSpec(RECORDER[0], RECORDER[1], recorder, values, (), lifecycle=False))
-    for package, executable, name, lifecycle in NODES:
-        values = dict(params[name])
-        if lifecycle:
+        nodes.append(RECORDER.spec(values))
+    for entry in NODES:
+        values = dict(params[entry.name])
+        if entry.lifecycle:
             values["autostart"] = bool(autostart)
         remaps: tuple[tuple[str, str], ...] = ()
-        if name == "arm_driver" and args["robot"] == "real":
+        if entry.name == "arm_driver" and args["robot"] == "real":
             remaps = (("camera/source", args["camera"]),)
-        nodes.append(NodeSpec(package, executable, name, values, remaps, lifecycle))
+        nodes.append(entry.spec(values, remaps))
     if args["overlay"] not in ("true", "false"):
         raise ValueError(f"overlay:={args['overlay']!r}: use true or false")
     if args["overlay"] == "true":
-        values = {**params.get(OVERLAY[2], {}), "enabled": True}
+        values = {**params.get(OVERLAY.name, {}), "enabled": True}
         if args["robot"] == "real" and values.get("camera_model", "sim") == "sim":
             raise ValueError("overlay:=true with robot:=real needs the camera's calibration: "
                              "set overlay_node camera_model: params, fx, fy, cx, cy, "
                              "camera_xyz and camera_rpy in the parameter file")
-        nodes.append(NodeSpec(*OVERLAY, values, (), lifecycle=False))
+        nodes.append(OVERLAY.spec(values))
     return Graph(nodes=tuple(nodes), arguments=args)
 
 

@@ -19,7 +19,8 @@ Usage::
     vgps monitor --duration 30        # 30 s, then exit 0
     vgps monitor --once --duration 3  # listen 3 s, print one snapshot (scripts, logs)
 
-In code: ``MonitorState`` holds what was heard (no ROS) and renders it; :func:`run` wires it to
+In code: ``MonitorState`` holds what was heard (no ROS; the stamp matching and step statistics
+are a :class:`~vgps.monitoring.tracker.StepTracker`) and renders it; :func:`run` wires it to
 rclpy and a terminal.
 """
 
@@ -40,11 +41,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from vgps.monitoring.tracker import QStats, Scores, StepTracker
+
 BARS = "▁▂▃▄▅▆▇█"
-EXECUTING = ("argmax", "softmax", "fallback")
 LEVELS = {0: ("OK", "green"), 1: ("WARN", "yellow"), 2: ("ERROR", "red"), 3: ("STALE", "magenta")}
 STALE_AFTER_S = 5.0  # a node whose diagnostics are older than this is shown as stale
-_KEEP = 64  # candidate stamps remembered for latency matching
 
 
 def sparkline(values: Iterable[float], width: int | None = None) -> str:
@@ -111,27 +112,19 @@ class MonitorState:
         self.series = {k: collections.deque(maxlen=history) for k in series}
         self.q_selected = self.margin = self.q_max = self.q_mean = math.nan
         self.k = 0
-        self.step = -1
-        self.episode: dict[str, Any] = {}
-        self.outcomes: collections.Counter[str] = collections.Counter()
-        self.decisions: collections.Counter[str] = collections.Counter()
+        self.tracker = StepTracker()
         self.last_reason = ""
         self.latency_ms = self.sample_ms = math.nan
-        self.scored: dict[str, Any] = {}
+        self.scored: Scores | None = None
         self.diagnostics: dict[str, tuple[int, str, float]] = {}
         self.messages = 0
-        self._candidates: collections.OrderedDict[int, float] = collections.OrderedDict()
-        self._last_candidates = math.nan
 
     # -- inputs (any thread) ----------------------------------------------------------------------
     def on_q_values(self, values: Iterable[float]) -> None:
-        q = [float(v) for v in values]
-        finite = [v for v in q if math.isfinite(v)]
+        stats = QStats.of(values)
         with self._lock:
             self.messages += 1
-            self.k = len(q)
-            self.q_max = max(finite) if finite else math.nan
-            self.q_mean = sum(finite) / len(finite) if finite else math.nan
+            self.k, self.q_max, self.q_mean = stats.k, stats.max, stats.mean
 
     def on_q_selected(self, value: float) -> None:
         with self._lock:
@@ -149,42 +142,34 @@ class MonitorState:
         now = self._clock()
         with self._lock:
             self.messages += 1
-            self._candidates[int(stamp_ns)] = now
-            while len(self._candidates) > _KEEP:
-                self._candidates.popitem(last=False)
-            if math.isfinite(self._last_candidates) and now > self._last_candidates:
-                self.series["rate_hz"].append(1.0 / (now - self._last_candidates))
-            self._last_candidates = now
+            rate = self.tracker.candidates(stamp_ns, now)
+            if math.isfinite(rate):
+                self.series["rate_hz"].append(rate)
             self.sample_ms = float(sample_ms)
 
     def on_scored(self, encode_ms: float, score_ms: float, pre_encoded: bool,
-                  critic_id: str) -> None:
+                  critic_id: str, stamp_ns: int = 0, q_values: Iterable[float] = ()) -> None:
         with self._lock:
             self.messages += 1
-            self.scored = {"encode_ms": float(encode_ms), "score_ms": float(score_ms),
-                           "pre_encoded": bool(pre_encoded), "critic_id": str(critic_id)}
+            self.scored = self.tracker.scored(stamp_ns, q_values, encode_ms, score_ms,
+                                              pre_encoded, critic_id)
 
     def on_selected(self, stamp_ns: int, step: int, index: int, reason: str) -> None:
         now = self._clock()
         with self._lock:
             self.messages += 1
-            self.decisions[reason] += 1
-            self.last_reason = f"{reason} #{index}" if index >= 0 else reason
-            if reason in EXECUTING:
-                self.step = int(step)
-            sent = self._candidates.pop(int(stamp_ns), None) if stamp_ns else None
-            if sent is not None:
-                self.latency_ms = (now - sent) * 1e3
+            record = self.tracker.selected(stamp_ns, now, step, index, reason)
+            self.last_reason = (f"{record.reason} #{record.index}" if record.index >= 0
+                                else record.reason)
+            if record.first and math.isfinite(record.latency_ms):
+                self.latency_ms = record.latency_ms
                 self.series["latency_ms"].append(self.latency_ms)
 
     def on_episode(self, episode: int, task: str, instruction: str, step: int, event: str,
                    success: bool) -> None:
         with self._lock:
             self.messages += 1
-            self.episode = {"episode": int(episode), "task": task, "instruction": instruction,
-                            "step": int(step), "event": event, "success": bool(success)}
-            if event in ("succeeded", "failed", "timeout"):
-                self.outcomes[event] += 1
+            self.tracker.episode_event(episode, task, instruction, step, event, success)
 
     def on_diagnostic(self, name: str, level: int, message: str) -> None:
         with self._lock:
@@ -199,19 +184,19 @@ class MonitorState:
             info = Table.grid(padding=(0, 2))
             info.add_column(style="bold cyan", no_wrap=True)
             info.add_column()
-            ep = self.episode
-            if ep:
-                done = f"  [{ep['event']}{', success' if ep['success'] else ''}]"
-                info.add_row("episode", f"{ep['episode']}  {ep['task']}  \"{ep['instruction']}\"")
+            ep, graph_step = self.tracker.last_episode, self.tracker.step
+            if ep is not None:
+                done = f"  [{ep.event}{', success' if ep.success else ''}]"
+                info.add_row("episode", f"{ep.episode}  {ep.task}  \"{ep.instruction}\"")
             else:
                 done = ""
                 info.add_row("episode", "[dim]waiting for vgps/episode ...[/dim]")
-            step = ep.get("step", self.step) if ep else self.step
-            info.add_row("step", f"step {max(step, 0)}  (graph step {max(self.step, 0)})"
+            step = ep.step if ep is not None else graph_step
+            info.add_row("step", f"step {max(step, 0)}  (graph step {max(graph_step, 0)})"
                          f"{done}")
-            if self.outcomes:
+            if self.tracker.outcomes:
                 info.add_row("outcomes", "  ".join(f"{k} {v}" for k, v in
-                                                   sorted(self.outcomes.items())))
+                                                   sorted(self.tracker.outcomes.items())))
             info.add_row("Q", f"selected {_num(self.q_selected, '+.3f')}  margin "
                          f"{_num(self.margin, '.3f')}  max {_num(self.q_max, '+.3f')}  mean "
                          f"{_num(self.q_mean, '+.3f')}  K={self.k}")
@@ -220,13 +205,14 @@ class MonitorState:
             info.add_row("timing", f"latency {_num(self.latency_ms, '.1f')} ms (candidates -> "
                          f"selected)  step rate {_num(rate, '.2f')} Hz  policy sample "
                          f"{_num(self.sample_ms, '.1f')} ms")
-            if self.scored:
+            if self.scored is not None:
                 s = self.scored
-                info.add_row("critic", f"encode {s['encode_ms']:.1f} ms"
-                             f"{' (pre-encoded)' if s['pre_encoded'] else ''}  score "
-                             f"{s['score_ms']:.1f} ms  id {s['critic_id']}")
+                info.add_row("critic", f"encode {s.encode_ms:.1f} ms"
+                             f"{' (pre-encoded)' if s.pre_encoded else ''}  score "
+                             f"{s.score_ms:.1f} ms  id {s.critic_id}")
+            decisions = self.tracker.all_decisions()
             info.add_row("decisions", ("  ".join(f"{k} {v}" for k, v in
-                                                 sorted(self.decisions.items()))
+                                                 sorted(decisions.items()))
                                        + (f"  (last: {self.last_reason})"
                                           if self.last_reason else "")) or "[dim]none yet[/dim]")
             nodes = Table.grid(padding=(0, 2))
@@ -285,7 +271,8 @@ def subscribe(node: Any, state: MonitorState) -> None:
     sub(ActionCandidates, qos.CANDIDATES, lambda m: state.on_candidates(
         stamp_to_ns(m.header.stamp), m.sample_ms), cmd)
     sub(ScoredCandidates, qos.SCORED, lambda m: state.on_scored(
-        m.encode_ms, m.score_ms, m.pre_encoded, m.critic_id), cmd)
+        m.encode_ms, m.score_ms, m.pre_encoded, m.critic_id, stamp_to_ns(m.header.stamp),
+        m.q_values), cmd)
     sub(SelectedAction, qos.SELECTED, lambda m: state.on_selected(
         stamp_to_ns(m.header.stamp), m.step, m.index, m.reason), cmd)
     sub(EpisodeStatus, qos.EPISODE, lambda m: state.on_episode(

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from reference_critic import random_release_params
+from reference_params import TINY, random_release_params
 
 from vgps_critic import ActionSpace, CriticCard, CriticConfig, save_checkpoint
 
@@ -35,6 +35,12 @@ def small_checkpoint(tmp_path_factory, small_card) -> str:
     path = tmp_path_factory.mktemp("ckpt") / "small"
     save_checkpoint(path, small_card, perturbed_params(SMALL))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_params() -> dict:
+    """Random release-layout parameters of the tiny topology (reference_params.TINY)."""
+    return random_release_params(np.random.default_rng(0), **TINY)
 
 
 @pytest.fixture

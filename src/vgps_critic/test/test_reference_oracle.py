@@ -1,63 +1,31 @@
-"""Self-tests of the independent numpy oracle (reference_critic) and checkpoint writers."""
+"""Self-tests of the independent numpy oracle (reference_critic, reference_ops, reference_params).
+
+The release checkpoint writers (release_layout) are tested in test_release_writers.py.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
-import msgpack
 import numpy as np
 import pytest
 from reference_critic import (
-    add_coordinates,
-    conv2d,
-    conv2d_same,
-    count_params,
-    film,
-    group_norm,
     infer_topology,
-    max_pool_same,
-    random_release_params,
     reference_encode,
     reference_get_q_values,
     reference_q,
+)
+from reference_ops import (
+    add_coordinates,
+    conv2d,
+    conv2d_same,
+    film,
+    group_norm,
+    max_pool_same,
     same_padding,
     swish,
 )
-from release_layout import (
-    agent_tree,
-    legacy_encoded,
-    orbax_encoded,
-    read_msgpack_tree,
-    write_legacy_file,
-    write_orbax_dir,
-)
-
-TINY = {"stage_sizes": (1, 1, 1, 1), "num_filters": 8}
-
-
-def _leaves(tree, prefix=()):
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            yield from _leaves(v, (*prefix, k))
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            yield from _leaves(v, (*prefix, i))
-    else:
-        yield prefix, tree
-
-
-def _assert_bit_equal(a, b):
-    la, lb = list(_leaves(a)), list(_leaves(b))
-    assert [p for p, _ in la] == [p for p, _ in lb]
-    for (path, x), (_, y) in zip(la, lb, strict=True):
-        if x is None:
-            assert y is None, path
-            continue
-        assert isinstance(y, np.ndarray), path
-        assert x.dtype == y.dtype and x.shape == y.shape, path
-        assert x.tobytes() == y.tobytes(), path
+from reference_params import TINY, count_params, leaves, random_release_params
 
 
 def _inputs(rng, b, h=32, w=32, a=7, d=512):
@@ -65,11 +33,6 @@ def _inputs(rng, b, h=32, w=32, a=7, d=512):
     lang = rng.standard_normal((1, d)).astype(np.float32)
     act = rng.uniform(-1, 1, size=(b, a)).astype(np.float32)
     return img, lang, act
-
-
-@pytest.fixture(scope="module")
-def tiny_params():
-    return random_release_params(np.random.default_rng(0), **TINY)
 
 
 # ---------------------------------------------------------------------------- parameter tree
@@ -92,7 +55,7 @@ def test_release_param_count_and_subtotals():
     assert p["network"]["Dense_0"]["kernel"].shape == (2, 519, 256)
     assert p["network"]["Dense_1"]["bias"].shape == (2, 256)
     assert p["Dense_0"]["kernel"].shape == (256, 1) and p["Dense_0"]["bias"].shape == (1,)
-    assert all(x.dtype == np.float32 for _, x in _leaves(p))
+    assert all(x.dtype == np.float32 for _, x in leaves(p))
     topo = infer_topology(p)
     assert [t["index"] for t in topo if t["stride"] == 2] == [3, 7, 13]
     assert [t["width"] for t in topo] == [64] * 3 + [128] * 4 + [256] * 6 + [512] * 3
@@ -345,75 +308,3 @@ def test_release_topology_forward_64():
     assert time.perf_counter() - t0 < 15
     assert q.shape == (2, 2) and np.all(np.isfinite(q))
     assert np.all(np.abs(q) < 1e3)
-
-
-# ---------------------------------------------------------------------------- writers
-
-
-@pytest.fixture(scope="module")
-def tiny_agent(tiny_params):
-    target = random_release_params(np.random.default_rng(11), **TINY)
-    return agent_tree(tiny_params, target, step=1234)
-
-
-def test_agent_tree_structure(tiny_agent, tiny_params):
-    s = tiny_agent["state"]
-    assert set(s) == {"step", "params", "target_params", "opt_states", "rng"}
-    assert s["step"].dtype == np.int32 and s["step"].shape == () and int(s["step"]) == 1234
-    assert s["rng"].dtype == np.uint32 and s["rng"].shape == (2,)
-    for key in ("params", "target_params"):
-        assert set(s[key]) == {"modules_actor", "modules_critic", "modules_temperature"}
-        assert s[key]["modules_temperature"]["lagrange"].shape == ()
-    assert set(s["opt_states"]) == {"actor", "critic", "temperature"}
-    for st in s["opt_states"].values():
-        assert st["count"].dtype == np.int32
-        assert st["hyperparams"]["learning_rate"].dtype == np.float32
-        inner = st["inner_state"]
-        assert set(inner) == {"count", "mu", "nu"}
-        assert count_params(inner["mu"]) == count_params(s["params"])
-    _assert_bit_equal(s["params"]["modules_critic"], tiny_params)
-
-
-def test_orbax_dir_round_trip(tmp_path, tiny_agent):
-    d = tmp_path / "checkpoint_1234"
-    write_orbax_dir(tiny_agent, d)
-    assert sorted(os.listdir(d)) == ["_METADATA", "checkpoint"]
-    back = read_msgpack_tree(d)
-    _assert_bit_equal(back, orbax_encoded(tiny_agent))
-    inner = back["state"]["opt_states"]["critic"]["inner_state"]
-    assert isinstance(inner, list) and len(inner) == 1 and inner[0][1] is None
-    assert set(inner[0][0]) == {"count", "mu", "nu"}
-    meta = json.loads((d / "_METADATA").read_text())
-    key = "('state', 'target_params', 'modules_critic', 'Dense_0', 'kernel')"
-    assert meta["tree_metadata"][key]["value_metadata"]["value_type"] == "jax.Array"
-
-
-def test_legacy_file_round_trip(tmp_path, tiny_agent):
-    f = tmp_path / "checkpoint_1234"
-    write_legacy_file(tiny_agent, f)
-    assert f.is_file()
-    back = read_msgpack_tree(f)
-    _assert_bit_equal(back, legacy_encoded(tiny_agent))
-    inner = back["state"]["opt_states"]["actor"]["inner_state"]
-    assert set(inner) == {"0"} and set(inner["0"]) == {"0", "1"} and inner["0"]["1"] == {}
-    assert int(inner["0"]["0"]["count"]) == 1234
-
-
-def test_raw_encoding_is_ext1_with_list_payload(tmp_path, tiny_agent):
-    f = tmp_path / "legacy"
-    write_legacy_file(tiny_agent, f)
-    seen = []
-
-    def hook(code, data):
-        payload = msgpack.unpackb(data, raw=False)
-        seen.append((code, payload))
-
-    msgpack.unpackb(f.read_bytes(), ext_hook=hook, raw=False)
-    assert seen and all(code == 1 for code, _ in seen)
-    for _, payload in seen:
-        shape, dtype_name, raw = payload
-        assert isinstance(shape, list) and isinstance(raw, bytes)
-        assert dtype_name in {"float32", "int32", "uint32"}
-        assert len(raw) == int(np.prod(shape)) * np.dtype(dtype_name).itemsize
-    # The 0-d step is an ext too: shape [], int32, 4 little-endian bytes.
-    assert [[], "int32", (1234).to_bytes(4, "little")] in [p for _, p in seen]

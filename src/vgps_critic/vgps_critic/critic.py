@@ -14,20 +14,16 @@ Usage:
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgps_critic.checkpoint import CriticCard, load_checkpoint
+from vgps_critic.checkpoint import CriticCard
 from vgps_critic.config import ACTION_CLIP
 from vgps_critic.language import LanguageEncoder, get_encoder
 from vgps_critic.model import QNetwork
-
-if TYPE_CHECKING:
-    from vgps_critic.ensemble import CriticEnsemble
 
 
 def _bucket(k: int) -> int:
@@ -36,7 +32,11 @@ def _bucket(k: int) -> int:
 
 
 class Critic:
-    """A loaded, validated, jitted critic. Thread-safe for concurrent ``encode``/``q`` calls."""
+    """A loaded, validated, jitted critic. Thread-safe for concurrent ``encode``/``q`` calls.
+
+    Satisfies :class:`~vgps_critic.scorer.Scorer`; open a checkpoint with
+    :func:`vgps_critic.load` (:mod:`vgps_critic.loading`).
+    """
 
     def __init__(self, card: CriticCard, params: dict,
                  language_encoder: LanguageEncoder | None = None) -> None:
@@ -192,19 +192,3 @@ class Critic:
             raise ValueError(f"actions contain NaN or inf in rows {np.flatnonzero(bad).tolist()}")
         return actions.astype(np.float32, copy=False)
 
-
-def load(path: str | os.PathLike, language_encoder: LanguageEncoder | None = None,
-         verify: bool = True) -> Critic | CriticEnsemble:
-    """Load and validate a critic checkpoint directory (see ``checkpoint``).
-
-    A directory holding an ensemble of critics (see ``ensemble``) gives a
-    :class:`~vgps_critic.ensemble.CriticEnsemble`, which scores like a ``Critic``.
-    The language encoder named in the card is loaded lazily on the first ``embed``/``score``;
-    pass ``language_encoder`` to share or inject one.
-    """
-    from vgps_critic.ensemble import is_ensemble, load_ensemble
-
-    if is_ensemble(path):
-        return load_ensemble(path, language_encoder, verify=verify)
-    card, params = load_checkpoint(path, verify=verify)
-    return Critic(card, params, language_encoder)

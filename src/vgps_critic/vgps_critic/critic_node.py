@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Float32MultiArray, String
 
@@ -41,97 +38,73 @@ from vgps_ros.conversions import (
     scored_to_msg,
     stamp_to_ns,
 )
-from vgps_ros.input_guard import MessageError, RejectionLog, check_stamp
-from vgps_ros.runtime import OK, WARN, autostart, describe, diagnostic, now_s, result, spin
+from vgps_ros.input_guard import MessageError, check_stamp
+from vgps_ros.lifecycle import ManagedNode, Param, Update
+from vgps_ros.runtime import now_s, spin
 
 
-class CriticNode(LifecycleNode):
+class CriticNode(ManagedNode):
     """The critic as a managed node (see the module docstring)."""
+
+    PARAMETERS = (
+        Param("critic", "",
+              "critic checkpoint directory (card.json + params/); loaded at configure",
+              live=False),
+        Param("beta", 0.0, "unused by the critic (selection happens in the selector); accepted so "
+              "one parameter file can set beta everywhere", range=(0.0, 100.0)),
+        Param("k", 10, "expected candidates per step: the Q head is warmed up for K = 1 and K = k",
+              range=(1, 4096)),
+        Param("max_cached_encodings", 8, "camera images (and their encodings) kept by stamp",
+              range=(1, 256)),
+        Param("pre_encode", True,
+              "encode each image when it arrives (true) or only when its candidates arrive"),
+        Param("max_age_s", 1.0, "images and candidates with older stamps are rejected",
+              range=(0.01, 60.0)),
+        Param("instruction", "",
+              "instruction for pre-encoding until one arrives on vgps/instruction"),
+        Param("image_wait_s", 0.25,
+              "candidates that arrive before their camera image wait this long for it",
+              range=(0.0, 5.0)),
+    )
+    CONFIGURED_BY = "critic"
+    DIAGNOSTICS = True
 
     def __init__(self, name: str = "critic_node"):
         super().__init__(name)
-        self.declare_parameter("critic", "", describe(
-            "critic checkpoint directory (card.json + params/); loaded at configure"))
-        self.declare_parameter("beta", 0.0, describe(
-            "unused by the critic (selection happens in the selector); accepted so one "
-            "parameter file can set beta everywhere", float_range=(0.0, 100.0)))
-        self.declare_parameter("k", 10, describe(
-            "expected candidates per step: the Q head is warmed up for K = 1 and K = k",
-            int_range=(1, 4096)))
-        self.declare_parameter("max_cached_encodings", 8, describe(
-            "camera images (and their encodings) kept by stamp", int_range=(1, 256)))
-        self.declare_parameter("pre_encode", True, describe(
-            "encode each image when it arrives (true) or only when its candidates arrive"))
-        self.declare_parameter("max_age_s", 1.0, describe(
-            "images and candidates with older stamps are rejected", float_range=(0.01, 60.0)))
-        self.declare_parameter("instruction", "", describe(
-            "instruction for pre-encoding until one arrives on vgps/instruction"))
-        self.declare_parameter("image_wait_s", 0.25, describe(
-            "candidates that arrive before their camera image wait this long for it",
-            float_range=(0.0, 5.0)))
-        self.add_on_set_parameters_callback(self._on_set)
-        # One worker: JAX releases the GIL while it computes, so encoding overlaps the callbacks.
-        self._encode_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-        self._diag_pub = self.create_publisher(DiagnosticArray, qos.DIAGNOSTICS,
-                                               qos.DIAGNOSTICS_QOS)
-        self._rejections = RejectionLog()
         self._encoder: StampedEncoder | None = None
-        self._active = False
+        self._pubs: dict = {}
         self._instruction = ""
         self._newest_image = 0  # stamp (ns) of the camera image that arrived last
         self._parked: dict[int, tuple] = {}  # stamp -> candidates that came before their image
         self._counts = {"images": 0, "scored": 0, "pre_encoded": 0}
         self._last = {"encode_ms": math.nan, "score_ms": math.nan, "latency_ms": math.nan}
-        self._status, self._error = "unconfigured", ""
-        self._subs: list = []
-        self._pubs: dict = {}
-        self.create_timer(1.0, self._publish_diagnostics)
         self.create_timer(0.02, self._expire_parked)
-        autostart(self)
 
-    # -- parameters -------------------------------------------------------------------------------
-    def _on_set(self, params):
-        for p in params:
-            if p.name == "max_cached_encodings" and self._encoder is not None:
-                self._encoder.max_entries = int(p.value)
-            if p.name == "critic" and self._encoder is not None:
-                return result("critic: the checkpoint is loaded at configure; cleanup first")
-        return result()
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
+    def apply(self, update: Update) -> None:
+        if "max_cached_encodings" in update and self._encoder is not None:
+            self._encoder.max_entries = int(update.value("max_cached_encodings"))
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        path = self._param("critic")
-        try:
-            critic = self._load(path)
-        except Exception as exc:  # noqa: BLE001 - any load failure leaves the node unconfigured
-            self._status, self._error = "unconfigured", f"{type(exc).__name__}: {exc}"
-            self.get_logger().error(f"cannot configure with critic={path!r}: {self._error}")
-            self._publish_diagnostics()
-            return TransitionCallbackReturn.FAILURE
-        self._encoder = StampedEncoder(critic, self._param("max_cached_encodings"))
-        self._instruction = self._param("instruction")
-        pub = self.create_lifecycle_publisher
+    def configure(self) -> None:
+        path = self.param("critic")
+        critic = self._load(path)
+        # One worker: JAX releases the GIL while it computes, so encoding overlaps the callbacks.
+        self._encode_thread = self.worker("encode")
+        self.own("_encoder", StampedEncoder(critic, self.param("max_cached_encodings")))
+        self.hold(self._parked, dict.clear)
+        self._instruction = self.param("instruction")
         self._pubs = {
-            "scored": pub(ScoredCandidates, qos.SCORED, qos.COMMAND),
-            "q_values": pub(Float32MultiArray, qos.Q_VALUES, qos.COMMAND),
-            "q_max": pub(Float32, qos.Q_MAX, qos.COMMAND),
-            "q_mean": pub(Float32, qos.Q_MEAN, qos.COMMAND),
+            "scored": self.publisher(ScoredCandidates, qos.SCORED, qos.COMMAND),
+            "q_values": self.publisher(Float32MultiArray, qos.Q_VALUES, qos.COMMAND),
+            "q_max": self.publisher(Float32, qos.Q_MAX, qos.COMMAND),
+            "q_mean": self.publisher(Float32, qos.Q_MEAN, qos.COMMAND),
         }
-        self._subs = [
-            self.create_subscription(Image, qos.CAMERA, self._on_image, qos.SENSOR),
-            self.create_subscription(ActionCandidates, qos.CANDIDATES, self._on_candidates,
-                                     qos.COMMAND),
-            self.create_subscription(String, qos.INSTRUCTION, self._on_instruction,
-                                     qos.LATCHED),
-        ]
-        self._status, self._error = "configured", ""
+        self.subscription(Image, qos.CAMERA, self._on_image, qos.SENSOR)
+        self.subscription(ActionCandidates, qos.CANDIDATES, self._on_candidates, qos.COMMAND)
+        self.subscription(String, qos.INSTRUCTION, self._on_instruction, qos.LATCHED)
         self.get_logger().info(f"critic {critic.critic_id} loaded from {path} "
                                f"({critic.image_size[0]}x{critic.image_size[1]}, language "
                                f"{critic.card.language_encoder}), warmed up")
-        return TransitionCallbackReturn.SUCCESS
 
     def _load(self, path: str):
         import vgps_critic
@@ -139,53 +112,26 @@ class CriticNode(LifecycleNode):
         if not path:
             raise ValueError("parameter 'critic' is empty: set it to a checkpoint directory")
         critic = vgps_critic.load(path)
-        language = critic.embed(self._param("instruction") or "warm up")
+        language = critic.embed(self.param("instruction") or "warm up")
         h, w = critic.image_size
         features = critic.encode(np.zeros((h, w, 3), np.uint8), language)
-        for k in sorted({1, int(self._param("k"))}):
+        for k in sorted({1, int(self.param("k"))}):
             critic.q(features, np.zeros((k, critic.config.action_dim), np.float32))
         return critic
-
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        self._active, self._status = True, "active"
-        return super().on_activate(state)
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._active, self._status = False, "inactive"
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        for p in self._pubs.values():
-            self.destroy_lifecycle_publisher(p)
-        self._subs, self._pubs, self._encoder = [], {}, None
-        self._parked.clear()
-        self._status = "unconfigured"
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
-        return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        self._active = False
-        self._encode_thread.shutdown(wait=True, cancel_futures=True)
-        super().destroy_node()
 
     # -- callbacks --------------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:
         if msg.data.strip():
             self._instruction = msg.data
         else:
-            self._reject(MessageError("empty_instruction", "vgps/instruction is empty"))
+            self.reject(MessageError("empty_instruction", "vgps/instruction is empty"))
 
     def _on_image(self, msg: Image) -> None:
-        if not self._active or self._encoder is None:
+        if not self.active or self._encoder is None:
             return
         try:
             stamp_ns = stamp_to_ns(msg.header.stamp)
-            check_stamp(stamp_ns * 1e-9, now_s(self), self._param("max_age_s"))
+            check_stamp(stamp_ns * 1e-9, now_s(self), self.param("max_age_s"))
             image = image_from_msg(msg)
             self._encoder.add_image(stamp_ns, image)
             self._newest_image = stamp_ns
@@ -193,11 +139,11 @@ class CriticNode(LifecycleNode):
             if stamp_ns in self._parked:  # its candidates came first: score them now
                 msg_c, cands, received, _ = self._parked.pop(stamp_ns)
                 self._score(msg_c, cands, received)
-            elif self._param("pre_encode") and self._instruction:
+            elif self.param("pre_encode") and self._instruction:
                 self._encode_thread.submit(self._pre_encode, self._encoder, stamp_ns,
                                            self._instruction)
         except MessageError as exc:
-            self._reject(exc)
+            self.reject(exc)
 
     def _pre_encode(self, encoder: StampedEncoder, stamp_ns: int, instruction: str) -> None:
         """Encoder thread: encodes one image ahead of its candidates (the newest only: when
@@ -214,20 +160,20 @@ class CriticNode(LifecycleNode):
                                     f"{type(exc).__name__}: {exc}")
 
     def _on_candidates(self, msg: ActionCandidates) -> None:
-        if not self._active or self._encoder is None:
+        if not self.active or self._encoder is None:
             return
         received = time.perf_counter()
         try:
             cands = candidates_from_msg(msg, self._encoder.critic.config.action_dim)
-            check_stamp(cands.stamp_ns * 1e-9, now_s(self), self._param("max_age_s"))
+            check_stamp(cands.stamp_ns * 1e-9, now_s(self), self.param("max_age_s"))
         except MessageError as exc:
-            self._reject(exc)
+            self.reject(exc)
             return
-        if cands.stamp_ns not in self._encoder and self._param("image_wait_s") > 0:
+        if cands.stamp_ns not in self._encoder and self.param("image_wait_s") > 0:
             # Images and candidates travel on different topics and may arrive in either order:
             # wait (image_wait_s) for this one; _on_image scores it, _expire_parked gives up.
             self._parked[cands.stamp_ns] = (msg, cands, received, time.monotonic())
-            while len(self._parked) > self._param("max_cached_encodings"):
+            while len(self._parked) > self.param("max_cached_encodings"):
                 self._give_up(next(iter(self._parked)))
             return
         self._score(msg, cands, received)
@@ -238,10 +184,10 @@ class CriticNode(LifecycleNode):
             scored = scored_to_msg(msg, score.q, self._encoder.critic.critic_id,
                                    score.encode_ms, score.score_ms, score.pre_encoded)
         except MessageError as exc:
-            self._reject(exc)
+            self.reject(exc)
             return
         except (ValueError, TypeError) as exc:  # the critic's own input checks
-            self._reject(MessageError("bad_candidates", str(exc)))
+            self.reject(MessageError("bad_candidates", str(exc)))
             return
         self._pubs["scored"].publish(scored)
         q = score.q
@@ -254,36 +200,22 @@ class CriticNode(LifecycleNode):
 
     def _expire_parked(self) -> None:
         """Rejects parked candidates whose image did not come within ``image_wait_s``."""
-        limit = time.monotonic() - self._param("image_wait_s")
+        limit = time.monotonic() - self.param("image_wait_s")
         for stamp_ns in [s for s, entry in self._parked.items() if entry[3] < limit]:
             self._give_up(stamp_ns)
 
     def _give_up(self, stamp_ns: int) -> None:
         msg, _, _, parked = self._parked.pop(stamp_ns)
-        self._reject(MessageError("unknown_image", f"no camera image with stamp {stamp_ns} ns "
+        self.reject(MessageError("unknown_image", f"no camera image with stamp {stamp_ns} ns "
                                                    f"{time.monotonic() - parked:.2f} s after "
                                                    f"its candidates (step {msg.step})"))
 
     # -- diagnostics ------------------------------------------------------------------------------
-    def _reject(self, exc: MessageError) -> None:
-        if self._rejections.add(exc.kind, exc.detail, time.monotonic()):
-            self._publish_diagnostics(fresh=exc)
-
-    def _publish_diagnostics(self, fresh: MessageError | None = None) -> None:
-        recent = self._rejections.reported(time.monotonic())
-        level, message = OK, self._status
-        if self._error:
-            level, message = WARN, f"{self._status}: {self._error}"
-        elif fresh is not None or recent:
-            kind, detail = self._rejections.last
-            level, message = WARN, f"rejected {kind}: {detail}"
-        values = {"status": self._status,
-                  "critic_id": self._encoder.critic.critic_id if self._encoder else "",
-                  "pre_encode": self._param("pre_encode"),
-                  **{f"last_{k}": f"{v:.2f}" for k, v in self._last.items()},
-                  **self._counts, "rejected_total": self._rejections.total,
-                  **{f"rejected.{k}": v for k, v in sorted(self._rejections.counts.items())}}
-        self._diag_pub.publish(diagnostic(self, level, message, values))
+    def diagnostic_values(self) -> dict:
+        return {"critic_id": self._encoder.critic.critic_id if self._encoder else "",
+                "pre_encode": self.param("pre_encode"),
+                **{f"last_{k}": f"{v:.2f}" for k, v in self._last.items()},
+                **self._counts, "rejected_total": self.rejections.total}
 
 
 def main(args: list[str] | None = None) -> None:

@@ -23,10 +23,10 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future
-from typing import Any
 
 import numpy as np
 
+from vgps_critic.scorer import Scorer
 from vgps_critic.steering import resize_image
 from vgps_ros.input_guard import MessageError
 
@@ -59,11 +59,11 @@ class StampedEncoder:
     """Per-stamp image buffer and encode-once cache around a critic (thread-safe).
 
     Args:
-        critic: a :class:`~vgps_critic.Critic` (``image_size``, ``embed``, ``encode``, ``q``).
+        critic: a :class:`~vgps_critic.scorer.Scorer` (a critic or an ensemble).
         max_entries: images (and their encodings) kept, newest first.
     """
 
-    def __init__(self, critic: Any, max_entries: int = 8):
+    def __init__(self, critic: Scorer, max_entries: int = 8):
         if int(max_entries) < 1:
             raise ValueError(f"max_entries={max_entries!r}: must be >= 1")
         self.critic = critic

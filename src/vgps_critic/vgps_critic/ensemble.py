@@ -195,10 +195,9 @@ class CriticEnsemble:
     """Several critics scored as one: ``q`` is the mean over members of each member's Q
     (its heads reduced by the card's ``head_reduction``).
 
-    Offers what callers use of :class:`~vgps_critic.critic.Critic`: ``critic_id``,
-    ``image_size``, ``config``, ``action_space``, ``card``, ``embed``, ``encode``, ``q``,
-    ``q_members`` and ``score``. ``encode`` returns one encoding per member
-    (a tuple), to be handed back to ``q`` unchanged.
+    Satisfies :class:`~vgps_critic.scorer.Scorer` like a single
+    :class:`~vgps_critic.critic.Critic` (and offers ``q_members`` and ``q_heads``). ``encode``
+    returns one encoding per member (a tuple), to be handed back to ``q`` unchanged.
     """
 
     def __init__(self, card: EnsembleCard, members: Sequence[Critic]) -> None:
@@ -256,7 +255,6 @@ class CriticEnsemble:
     def score(self, image: np.ndarray, instruction: str, actions: np.ndarray) -> np.ndarray:
         """``q(encode(image, embed(instruction)), actions)`` -> float32 (K,)."""
         return self.q(self.encode(image, self.embed(instruction)), actions)
-
 
 
 def load_ensemble(path: str | os.PathLike, language_encoder: LanguageEncoder | None = None,

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from PIL import Image
 
-from vgps_critic.critic import Critic
+from vgps_critic.scorer import Features, Scorer
 from vgps_critic.selection import Selection, select, validate_beta
 
 
@@ -31,7 +31,7 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return image
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.LANCZOS))
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.LANCZOS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,19 +44,24 @@ class Decision:
 
 
 class Steerer:
-    """Encode-once scoring plus the selection rule, with K-independent image handling."""
+    """Encode-once scoring plus the selection rule, with K-independent image handling.
 
-    def __init__(self, critic: Critic, beta: float = 0.0) -> None:
+    Args:
+        critic: any :class:`~vgps_critic.scorer.Scorer` (a critic or an ensemble).
+        beta: selection temperature (0: greedy argmax).
+    """
+
+    def __init__(self, critic: Scorer, beta: float = 0.0) -> None:
         self.critic = critic
         self.beta = validate_beta(beta)
 
-    def encode(self, image: np.ndarray, instruction: str):
+    def encode(self, image: np.ndarray, instruction: str) -> Features:
         """Resize to the critic's size and encode (call as soon as the image arrives)."""
         image = resize_image(np.asarray(image), self.critic.image_size)
         return self.critic.encode(image, self.critic.embed(instruction))
 
     def choose(self, image: np.ndarray, instruction: str, chunks: np.ndarray,
-               key: jax.Array | None = None, features=None) -> Decision:
+               key: jax.Array | None = None, features: Features | None = None) -> Decision:
         """Pick one of K candidate chunks.
 
         Args:

@@ -29,14 +29,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vgps_policy_bridge.policy import ACTION_DIM, Policy, check_k
+from vgps_policy_bridge.policy import ACTION_DIM, Policy, PolicyUnavailableError, check_k
 
 OCTO_INSTALL = 'pip install "octo @ git+https://github.com/octo-models/octo.git"'
 OCTO_IMAGE_SIZE = 256
-
-
-class PolicyUnavailableError(RuntimeError):
-    """A policy's optional package or server is unavailable; the message says how to fix it."""
 
 
 def _load_octo(model: str) -> Any:

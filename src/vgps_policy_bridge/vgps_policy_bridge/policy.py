@@ -17,6 +17,10 @@ import numpy as np
 ACTION_DIM = 7  # [dx, dy, dz, droll, dpitch, dyaw, gripper], Bridge convention, 1 = open
 
 
+class PolicyUnavailableError(RuntimeError):
+    """A policy's optional package or server is unavailable; the message says how to fix it."""
+
+
 class Policy(abc.ABC):
     """A generalist policy that proposes K candidate action chunks per observation.
 

@@ -1,8 +1,8 @@
 """The policy node's logic (ROS-free): build the policy, pair images with sim states, sample.
 
-* :func:`make_policy` builds the adapter named by the node's ``policy`` parameter: ``"sim"``
-  (:class:`SimPolicy`), ``"octo"`` (:class:`OctoPolicy`, fails with the install command when
-  ``octo`` is missing) or ``"remote"`` (:class:`RemotePolicy`).
+* :func:`make_policy` builds the adapter named by the node's ``policy`` parameter through the
+  one registry of policies (:mod:`vgps_policy_bridge.registry`, re-exported here with
+  :class:`PolicySettings` and :data:`POLICIES` for the node).
 * :class:`Proposer` numbers the steps and pairs each camera image with the simulator state
   published for the same stamp (``policy:=sim`` plans from privileged state; the two arrive on
   different topics in either order), then samples K chunks.
@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -30,65 +29,9 @@ from typing import Any
 import numpy as np
 
 from vgps_policy_bridge.policy import Policy, check_k
+from vgps_policy_bridge.registry import POLICIES, PolicySettings, make_policy
 
-POLICIES = ("sim", "octo", "remote")
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicySettings:
-    """Which policy to build and its options (the policy node's parameters)."""
-
-    policy: str = "sim"  # sim | octo | remote
-    horizon: int = 1  # H: sim plans H actions; octo keeps the first H of its chunk
-    octo_model: str = "hf://rail-berkeley/octo-small-1.5"  # checkpoint path or hf:// id
-    octo_dataset_key: str = "bridge_dataset"  # dataset statistics to unnormalise with
-    remote_url: str = "http://127.0.0.1:8000/act"  # OpenVLA-style /act endpoint
-    remote_timeout_s: float = 2.0  # per request
-    remote_batched: bool = False  # one request with "n": K instead of K requests
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        if self.policy not in POLICIES:
-            raise ValueError(f"{name}.policy={self.policy!r}: choose from {POLICIES}")
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or not (
-                1 <= self.horizon <= 64):
-            raise ValueError(f"{name}.horizon={self.horizon!r}: need an integer in 1..64")
-        if not self.remote_timeout_s > 0:
-            raise ValueError(f"{name}.remote_timeout_s={self.remote_timeout_s!r}: must be > 0")
-
-
-class _Truncated(Policy):
-    """Keeps the first ``horizon`` actions of another policy's chunks."""
-
-    def __init__(self, inner: Policy, horizon: int):
-        self.inner, self.horizon, self.name = inner, horizon, inner.name
-
-    def sample(self, observation, instruction, k, rng):
-        return self.inner.sample(observation, instruction, k, rng)[:, : self.horizon]
-
-    def reset(self) -> None:
-        self.inner.reset()
-
-
-def make_policy(settings: PolicySettings) -> Policy:
-    """Builds the policy adapter (loads models: call at configure time).
-
-    Raises:
-        PolicyUnavailableError: Octo is not installed (the message has the install command).
-        ValueError: bad settings.
-    """
-    if settings.policy == "sim":
-        from vgps_policy_bridge.sim_policy import SimPolicy, SimPolicyConfig
-
-        return SimPolicy(SimPolicyConfig(horizon=settings.horizon))
-    if settings.policy == "octo":
-        from vgps_policy_bridge.octo_policy import OctoPolicy
-
-        octo = OctoPolicy(settings.octo_model, settings.octo_dataset_key)
-        return _Truncated(octo, settings.horizon)
-    from vgps_policy_bridge.remote_policy import RemotePolicy
-
-    return RemotePolicy(settings.remote_url, settings.remote_timeout_s, settings.remote_batched)
+__all__ = ["POLICIES", "PolicySettings", "Proposer", "make_policy"]
 
 
 class Proposer:

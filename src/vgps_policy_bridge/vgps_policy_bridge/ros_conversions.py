@@ -1,7 +1,8 @@
 """numpy -> ROS for the policy node: (K, H, 7) chunks -> ``vgps_interfaces/ActionCandidates``.
 
 The message layout and its validation live in :mod:`vgps_ros.conversions` (one definition
-for the producer and every consumer); this module is the policy side's entry point to it.
+for the producer and every consumer, with the image and sim-state conversions the policy node
+reads); this module is the policy side's entry point to it.
 
 Usage::
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from vgps_interfaces.msg import ActionCandidates
-from vgps_ros.conversions import MessageError, candidates_to_msg, stamp_to_ns
+from vgps_ros.conversions import candidates_to_msg
 
-__all__ = ["MessageError", "candidates_msg", "stamp_to_ns"]
+__all__ = ["candidates_msg"]
 
 
 def candidates_msg(chunks: np.ndarray, stamp_ns: int, step: int, instruction: str,
@@ -34,7 +35,8 @@ def candidates_msg(chunks: np.ndarray, stamp_ns: int, step: int, instruction: st
         frame_id: frame of the deltas.
 
     Raises:
-        MessageError: non-finite or mis-shaped chunks, or an empty instruction.
+        MessageError (vgps_ros.input_guard): non-finite or mis-shaped chunks, or an empty
+            instruction.
     """
     return candidates_to_msg(chunks, stamp_ns, step, instruction, policy_name, sample_ms,
                              frame_id)

@@ -1,13 +1,17 @@
-"""numpy <-> ActionCandidates / ScoredCandidates / camera Image, validated both ways.
+"""numpy <-> ActionCandidates / ScoredCandidates / camera Image / sim state, validated both ways.
 
 Kilted does not check field values unless ``ROS_PYTHON_CHECK_FIELDS=1``, so every message is
 checked here: K, H and D against the array length, finite values, the instruction. Problems raise
 :class:`~vgps_ros.input_guard.MessageError` whose ``kind`` names the class of the problem
 (``bad_k``, ``bad_dims``, ``bad_length``, ``nan_actions``, ``empty_instruction``, ``bad_q``, ...).
 
-Images (``sensor_msgs/Image``) are converted here too, because every node needs them and
-``vgps_critic`` is the package all others depend on: ``rgb8`` and ``bgr8`` only (8-bit, 3
+Images (``sensor_msgs/Image``) are converted here too, because every node needs them:
+``rgb8`` and ``bgr8`` only (8-bit, 3
 channels), any row padding (``step``), data length ``step * height``; always RGB uint8 (H, W, 3).
+
+The simulator's privileged state (``vgps/sim_state``, std_msgs/String JSON tagged with the stamp
+of the image it belongs to) is produced by the arm driver and read by the policy node, so it is
+converted here too.
 
 Usage::
 
@@ -17,23 +21,29 @@ Usage::
     scored = scored_to_msg(msg, q, critic_id="sim@1234", encode_ms=2.0, score_ms=0.4,
                            pre_encoded=True)                     # q (K,)
     cands, q = scored_from_msg(scored)
+    stamp_ns, state = sim_state_from_msg(sim_state_to_msg(state, stamp_ns))
 """
 
 from __future__ import annotations
 
 import array
 import dataclasses
+import json
+import math
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 from vgps_interfaces.msg import ActionCandidates, ScoredCandidates
 from vgps_ros.input_guard import MessageError
 
 __all__ = ["ENCODINGS", "MAX_ELEMENTS", "MAX_K", "Candidates", "MessageError",
-           "candidates_from_msg", "candidates_to_msg", "image_from_msg", "image_to_msg",
-           "scored_from_msg", "scored_to_msg", "stamp_from_ns", "stamp_to_ns"]
+           "candidates_from_msg", "candidates_to_msg", "float_array", "image_from_msg",
+           "image_to_msg", "scored_from_msg", "scored_to_msg", "sim_state_from_msg",
+           "sim_state_to_msg", "stamp_from_ns", "stamp_to_ns"]
 
 MAX_K = 4096  # more candidates than any policy proposes: a corrupt message
 MAX_ELEMENTS = 1 << 22  # K * H * D bound (16 MiB of float32)
@@ -79,7 +89,8 @@ def stamp_from_ns(ns: int) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def _floats(values: np.ndarray) -> array.array:
+def float_array(values: np.ndarray) -> array.array:
+    """Any float array -> the ``array('f')`` a float32[] message field takes (row-major)."""
     return array.array("f", np.ascontiguousarray(values, np.float32).tobytes())
 
 
@@ -159,7 +170,7 @@ def candidates_to_msg(chunks: np.ndarray, stamp_ns: int, step: int, instruction:
     msg.instruction = instruction
     msg.policy_name = policy_name
     msg.k, msg.horizon, msg.action_dim = k, h, d
-    msg.actions = _floats(chunks.reshape(-1))
+    msg.actions = float_array(chunks.reshape(-1))
     msg.sample_ms = float(sample_ms)
     return msg
 
@@ -209,7 +220,7 @@ def scored_to_msg(candidates: ActionCandidates, q: np.ndarray, critic_id: str,
     msg.header.stamp = stamp_from_ns(stamp_to_ns(candidates.header.stamp))  # a copy, not alias
     msg.header.frame_id = candidates.header.frame_id
     msg.candidates = candidates
-    msg.q_values = _floats(q)
+    msg.q_values = float_array(q)
     msg.critic_id = critic_id
     msg.encode_ms = float(encode_ms)
     msg.score_ms = float(score_ms)
@@ -258,3 +269,51 @@ def _check_chunks(chunks: np.ndarray) -> np.ndarray:
 def _check_instruction(instruction: object) -> None:
     if not isinstance(instruction, str) or not instruction.strip():
         raise MessageError("empty_instruction", "the instruction is empty")
+
+
+def sim_state_to_msg(state: dict[str, Any], stamp_ns: int) -> String:
+    """The simulator's privileged state -> std_msgs/String JSON, tagged with the image stamp
+    it belongs to (``"stamp_ns"``)."""
+    return String(data=json.dumps({"stamp_ns": int(stamp_ns), "state": _jsonable(state)}))
+
+
+def sim_state_from_msg(msg: String) -> tuple[int, dict[str, Any]]:
+    """std_msgs/String JSON -> ``(stamp_ns, state)`` with numeric lists back as float arrays.
+
+    Raises:
+        MessageError: ``bad_sim_state`` when the JSON is malformed.
+    """
+    try:
+        payload = json.loads(msg.data)
+        stamp_ns, state = int(payload["stamp_ns"]), payload["state"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MessageError("bad_sim_state", f"not a sim-state JSON ({exc})") from None
+    if not isinstance(state, dict) or "task" not in state:
+        raise MessageError("bad_sim_state", "the state has no task")
+    return stamp_ns, _arrays(state)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def _arrays(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _arrays(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return np.asarray(value, dtype=np.float64)
+        return [_arrays(v) for v in value]
+    return value

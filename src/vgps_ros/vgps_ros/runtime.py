@@ -62,28 +62,6 @@ def spin(node_factory: Callable[[], Node], args: list[str] | None = None) -> Non
     sys.stdout.flush()
 
 
-def autostart(node: Any) -> None:
-    """Declares ``autostart``; when true, the lifecycle node configures and activates itself.
-
-    ``ros2 launch`` has no lifecycle manager here, so the launch file sets it; ``vgps up`` leaves
-    it false and drives the transitions through the lifecycle services.
-    """
-    node.declare_parameter("autostart", False, describe(
-        "configure and activate at start-up (ros2 launch); vgps up drives the transitions"))
-    if not node.get_parameter("autostart").value:
-        return
-    timers = []
-
-    def start() -> None:
-        node.destroy_timer(timers[0])
-        from rclpy.lifecycle import TransitionCallbackReturn
-
-        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()
-
-    timers.append(node.create_timer(0.1, start))
-
-
 def describe(description: str, *, int_range: tuple[int, int] | None = None,
              float_range: tuple[float, float] | None = None,
              choices: tuple[str, ...] | None = None, read_only: bool = False

@@ -1,19 +1,17 @@
 """Arm backends: the shared safety path on the simulator, named poses, the Interbotix driver."""
 
+import ast
+import subprocess
 import sys
 import threading
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vgps_widowx.arms.base import (
-    INTERBOTIX_INSTALL_HINT,
-    ArmBackend,
-    ArmUnavailableError,
-    SimArm,
-    make_arm,
-)
+from vgps_widowx.arms import ArmBackend, ArmUnavailableError, SimArm, make_arm
+from vgps_widowx.arms.interbotix import INTERBOTIX_INSTALL_HINT
 from vgps_widowx.robot import description as robot
 from vgps_widowx.robot import kinematics
 from vgps_widowx.robot.kinematics import kinematic_model
@@ -144,6 +142,22 @@ def test_backend_errors_become_faults_not_exceptions():
         assert broken.faults() == ["backend_error: OSError: bus timeout"]
         broken.clear_faults()
         assert broken.faults() == []
+
+
+def test_backends_sit_side_by_side_and_interbotix_loads_only_when_built():
+    arms = Path(sys.modules[ArmBackend.__module__].__file__).parent
+    tree = ast.parse((arms / "base.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m.startswith(("vgps_widowx.arms", "vgps_widowx.sim"))}
+    probe = (
+        "import sys\n"
+        "from vgps_widowx.arms import make_arm\n"
+        "assert 'vgps_widowx.arms.interbotix' not in sys.modules\n"
+        "make_arm('sim').env.close()\n"
+        "assert 'vgps_widowx.arms.interbotix' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=120)
 
 
 # -------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vgps_widowx.arms.base import SimArm
+from vgps_widowx.arms import SimArm
 from vgps_widowx.episode_runner import EpisodeRunner, RunnerConfig
 from vgps_widowx.sim import SimEnvConfig
 

@@ -1,27 +1,16 @@
-"""The candidate overlay: camera model against MuJoCo's own rendering, arrows, colours, the node.
+"""The candidate overlay's drawing (pure numpy + Pillow, no ROS).
 
-* the sim camera model projects the EE site where MuJoCo renders a marker at it (several sizes
-  and arm poses) and onto the gripper in the environment's observation;
-* arrows are drawn where :func:`layout_arrows` says, chosen one highlighted and on top, colours
-  follow Q (viridis), NaN Q is grey, gripper intent marked, out-of-frame and behind-camera cases
-  clipped or skipped, K = 1, consistent upscaling;
-* overlay_node over real rclpy (own context, isolated domain): off by default; enabled, a frame +
-  joint_states + scored candidates + selection give a ``vgps/overlay`` image of the upscaled size
-  that differs from the frame.
+Arrows are drawn where :func:`layout_arrows` says, the chosen one highlighted and on top, colours
+follow Q (viridis), NaN Q is grey, gripper intent is marked, out-of-frame and behind-camera cases
+are clipped or skipped, K = 1 works, and upscaling scales the projection consistently.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
-import threading
-import time
 
-import mujoco
 import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 from vgps_widowx.overlay import (
     HIGHLIGHT,
@@ -33,105 +22,11 @@ from vgps_widowx.overlay import (
     q_colours,
     q_margin,
 )
-from vgps_widowx.robot import description as robot
-from vgps_widowx.robot.camera import CameraModel, camera_model_from_params
-from vgps_widowx.robot.kinematics import rotation_to_euler
-from vgps_widowx.sim import scene
-from vgps_widowx.sim.camera import sim_camera_model
+from vgps_widowx.robot.camera import CameraModel
 
 NO_LEGEND = OverlayConfig(min_size=0, legend=False, line_width=3, arrow_gain=1.0)
-OTHER_POSE = np.array([0.35, -0.3, 0.2, 0.1, 1.2, 0.4])
 
 
-# -- camera model against MuJoCo ---------------------------------------------------------------
-def _marker_centroid(model, data, height, width, pos) -> np.ndarray:
-    """Centroid (u, v) of an emissive red sphere that MuJoCo renders at ``pos`` (robot hidden)."""
-    renderer = mujoco.Renderer(model, height, width)
-    try:
-        option = mujoco.MjvOption()
-        option.geomgroup[2] = 0  # the arm's geoms: they would hide the tool point
-        renderer.update_scene(data, scene.CAMERA, option)
-        s = renderer.scene
-        geom = s.geoms[s.ngeom]
-        s.ngeom += 1
-        mujoco.mjv_initGeom(geom, mujoco.mjtGeom.mjGEOM_SPHERE, np.array([0.004, 0.0, 0.0]),
-                            np.asarray(pos, float), np.eye(3).ravel(),
-                            np.array([1.0, 0.0, 0.0, 1.0], np.float32))
-        geom.emission = 1.0
-        image = renderer.render()
-    finally:
-        renderer.close()
-    mask = (image[..., 0] > 200) & (image[..., 1] < 60) & (image[..., 2] < 60)
-    assert mask.any(), "the marker is not in the image"
-    vs, us = np.nonzero(mask)
-    return np.array([us.mean(), vs.mean()])
-
-
-@pytest.mark.parametrize("height,width", [(64, 64), (120, 160), (256, 256)])
-@pytest.mark.parametrize("pose", ["neutral", "other"])
-def test_sim_camera_projects_the_ee_site_where_mujoco_renders_it(height, width, pose):
-    model = mujoco.MjModel.from_xml_string(scene.build_scene_xml((height, width)))
-    data = mujoco.MjData(model)
-    qadr = [model.jnt_qposadr[model.joint(j).id] for j in robot.ARM_JOINTS]
-    data.qpos[qadr] = robot.NEUTRAL_POSE if pose == "neutral" else OTHER_POSE
-    mujoco.mj_forward(model, data)
-    site = data.site_xpos[model.site(robot.EE_SITE).id].copy()
-    camera = sim_camera_model(model, width, height)
-    uv = camera.project(site[None])[0]
-    seen = _marker_centroid(model, data, height, width, site)
-    assert np.all((uv >= 0) & (uv < [width, height]))
-    np.testing.assert_allclose(uv, seen, atol=1.0)
-    # in front of the camera, at a plausible distance (m)
-    depth = camera.to_camera(site[None])[0, 2]
-    assert 0.2 < depth < 1.5
-
-
-def _grey_fraction(image: np.ndarray, uv: np.ndarray, half: int = 3) -> float:
-    u, v = np.rint(uv).astype(int)
-    patch = image[v - half:v + half + 1, u - half:u + half + 1].reshape(-1, 3).astype(int)
-    grey = (patch.max(1) - patch.min(1) < 20) & (patch.mean(1) < 130)  # the dark arm, not wood
-    return float(grey.mean())
-
-
-def test_projected_ee_lands_on_the_gripper_in_the_observation(env):
-    obs, _ = env.reset(seed=0)
-    height, width = env.config.image_size
-    camera = sim_camera_model(env, width, height)
-    for _ in range(3):
-        ee = env.privileged_state()["ee_pos"]
-        assert _grey_fraction(obs["image"], camera.project(ee[None])[0]) > 0.4
-        obs, *_ = env.step(np.array([0.02, 0.02, -0.02, 0.0, 0.0, 0.0, 0.0]))
-    # a control: bare table far from the arm is not arm-coloured
-    assert _grey_fraction(obs["image"], camera.project(np.array([[0.3, -0.25, 0.0]]))[0]) < 0.1
-
-
-def test_camera_from_params_reproduces_the_sim_camera():
-    sim = sim_camera_model(None, 160, 120)
-    rpy = rotation_to_euler(sim.rotation)  # same convention: Rz(yaw) Ry(pitch) Rx(roll)
-    real = camera_model_from_params(sim.fx, sim.fy, sim.cx, sim.cy, 160, 120, sim.position, rpy)
-    points = np.array([[0.12, -0.02, 0.25], [0.3, 0.1, 0.0], [0.25, -0.15, 0.05]])
-    np.testing.assert_allclose(real.project(points), sim.project(points), atol=1e-6)
-    # a camera calibrated at 320 x 240 seen at 160 x 120: the same rays
-    big = sim_camera_model(None, 320, 240)
-    np.testing.assert_allclose((big.project(points) + 0.5) / 2 - 0.5,
-                               big.scaled(160, 120).project(points), atol=1e-9)
-    np.testing.assert_allclose(big.scaled(160, 120).project(points), sim.project(points),
-                               atol=1e-9)
-
-
-@pytest.mark.parametrize("bad,match", [
-    (dict(fx=0.0), "fx"), (dict(width=0), "width"), (dict(cy=math.nan), "cy"),
-])
-def test_camera_model_rejects_bad_numbers(bad, match):
-    args = dict(width=64, height=64, fx=50.0, fy=50.0, cx=31.5, cy=31.5, rotation=np.eye(3),
-                position=np.zeros(3)) | bad
-    with pytest.raises(ValueError, match=match):
-        CameraModel(**args)
-    with pytest.raises(ValueError, match="rotation"):
-        CameraModel(**(args | dict(fx=50.0, width=64, cy=31.5, rotation=np.ones((3, 3)))))
-
-
-# -- drawing -----------------------------------------------------------------------------------
 def looking_down(size: int = 200, height: float = 1.0) -> CameraModel:
     """A camera ``height`` m above the origin looking straight down (u = +x, v = -y)."""
     rot = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
@@ -295,147 +190,3 @@ def test_bad_inputs_raise_named_errors(kwargs, match):
                 q_values=[1.0, 2.0, 3.0], chosen=0) | kwargs
     with pytest.raises(ValueError, match=match):
         draw_overlay(**args)
-
-
-# -- overlay_node over real rclpy ----------------------------------------------------------------
-needs_ros = pytest.mark.skipif(importlib.util.find_spec("rclpy") is None,
-                               reason="ROS 2 (rclpy) is not installed")
-
-
-def private_domain() -> int:
-    """A ROS domain for this process's own context, other than the environment's."""
-    taken = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
-    return next(d for d in (1 + (os.getpid() + i) % 100 for i in range(3)) if d != taken)
-
-
-class Graph:
-    """An rclpy context in a private domain: the overlay node and a test node playing the graph."""
-
-    def __init__(self, **parameters):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.parameter import Parameter
-        from sensor_msgs.msg import Image, JointState
-
-        from vgps_interfaces.msg import ScoredCandidates, SelectedAction
-        from vgps_ros import qos
-        from vgps_widowx.overlay_node import OverlayNode
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=private_domain())
-        self.overlay = OverlayNode(context=self.context, parameter_overrides=[
-            Parameter(k, value=v) for k, v in parameters.items()])
-        self.node = rclpy.create_node("overlay_probe", context=self.context)
-        pub = self.node.create_publisher
-        self.pubs = {
-            "image": pub(Image, qos.CAMERA, qos.SENSOR),
-            "joints": pub(JointState, qos.JOINT_STATES, qos.COMMAND),
-            "scored": pub(ScoredCandidates, qos.SCORED, qos.COMMAND),
-            "selected": pub(SelectedAction, qos.SELECTED, qos.COMMAND),
-        }
-        self.received: list = []
-        self.node.create_subscription(Image, qos.OVERLAY, self.received.append,
-                                      qos.COMMAND)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.overlay)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def wait_connected(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while any(p.get_subscription_count() < 1 for p in self.pubs.values()) or \
-                self.node.count_publishers("vgps/overlay") < 1:
-            assert time.monotonic() < deadline, "the overlay node never connected"
-            time.sleep(0.05)
-
-    def publish_step(self, frame: np.ndarray, joints: np.ndarray, actions: np.ndarray,
-                     q: np.ndarray, index: int, stamp_ns: int) -> None:
-        from vgps_interfaces.msg import SelectedAction
-        from vgps_ros.conversions import candidates_to_msg, image_to_msg, scored_to_msg
-        from vgps_widowx.ros_conversions import joint_state_msg, stamp_from_ns
-
-        self.pubs["image"].publish(image_to_msg(frame, stamp_ns))
-        self.pubs["joints"].publish(joint_state_msg(joints, 1.0, stamp_ns))
-        cands = candidates_to_msg(actions[:, None], stamp_ns, step=3,
-                                  instruction="put the carrot on the plate", policy_name="test")
-        self.pubs["scored"].publish(scored_to_msg(cands, q, "test", 1.0, 1.0, True))
-        time.sleep(0.1)
-        sel = SelectedAction(step=3, index=index, q_value=float(q[index]), reason="argmax",
-                             k=len(q))
-        sel.header.stamp = stamp_from_ns(stamp_ns)
-        self.pubs["selected"].publish(sel)
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=1.0)
-        self.overlay.destroy_node()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
-@needs_ros
-def test_overlay_node_publishes_the_drawn_frame_only_when_enabled(env):
-    from rclpy.parameter import Parameter
-
-    from vgps_ros.conversions import image_from_msg, stamp_to_ns
-    from vgps_widowx.overlay import output_scale
-
-    obs, _ = env.reset(seed=1)
-    frame = obs["image"]
-    joints = env.privileged_state()["joint_pos"]
-    actions = fan(5, 0.015, gripper=0.0)
-    q = np.array([0.1, 0.5, 0.2, 0.9, 0.3], np.float32)
-    graph = Graph()  # enabled defaults to false
-    try:
-        graph.wait_connected()
-        graph.publish_step(frame, joints, actions, q, 3, 1_000_000_000)
-        time.sleep(1.0)
-        assert graph.received == [], "published while disabled"
-        graph.overlay.set_parameters([Parameter("enabled", value=True)])
-        stamp = 2_000_000_000
-        deadline = time.monotonic() + 10.0
-        while not [m for m in graph.received if stamp_to_ns(m.header.stamp) == stamp]:
-            # the sensor-QoS image may be dropped: publish again
-            assert time.monotonic() < deadline, "no vgps/overlay image"
-            graph.publish_step(frame, joints, actions, q, 3, stamp)
-            time.sleep(0.4)
-        msg = next(m for m in graph.received if stamp_to_ns(m.header.stamp) == stamp)
-    finally:
-        graph.close()
-    image = image_from_msg(msg)
-    scale = output_scale(frame.shape, OverlayConfig().min_size)
-    assert image.shape == (frame.shape[0] * scale, frame.shape[1] * scale, 3)
-    assert stamp_to_ns(msg.header.stamp) == stamp and msg.encoding == "rgb8"
-    plain = np.asarray(PILImage.fromarray(frame).resize(image.shape[1::-1],
-                                                        PILImage.Resampling.BILINEAR))
-    changed = np.abs(image.astype(int) - plain.astype(int)).sum(-1) > 30
-    assert changed.mean() > 0.01
-    # the chosen arrow starts at the projected EE: highlight colour drawn around it
-    camera = sim_camera_model(env, frame.shape[1], frame.shape[0])
-    layout = layout_arrows(frame.shape, camera, env.privileged_state()["ee_pos"], actions)
-    seg = layout.segments[3]
-    near = image[int(seg[0][1]) - 8:int(seg[0][1]) + 9, int(seg[0][0]) - 8:int(seg[0][0]) + 9]
-    assert (near.reshape(-1, 3) == HIGHLIGHT).all(1).any()
-
-
-@needs_ros
-def test_overlay_node_rejects_an_incomplete_real_camera():
-    import rclpy
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        from rclpy.parameter import Parameter
-
-        from vgps_widowx.overlay_node import OverlayNode
-
-        with pytest.raises(ValueError, match="camera_model=params needs fx"):
-            OverlayNode(context=context, parameter_overrides=[
-                Parameter("camera_model", value="params"), Parameter("fx", value=500.0)])
-        with pytest.raises(ValueError, match="camera_model='tf'"):
-            OverlayNode(context=context, parameter_overrides=[
-                Parameter("camera_model", value="tf")])
-    finally:
-        rclpy.try_shutdown(context=context)

@@ -1,4 +1,4 @@
-"""WidowX-side conversions: SelectedAction from a Decision, joints, episode status, sim state."""
+"""WidowX-side conversions: SelectedAction from a Decision, joint states, episode status."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
 from vgps_interfaces.msg import EpisodeStatus, SelectedAction
+from vgps_ros.conversions import stamp_to_ns
 from vgps_widowx.ros_conversions import (
     MessageError,
     arm_joints_from_msg,
@@ -18,11 +19,10 @@ from vgps_widowx.ros_conversions import (
     joint_state_msg,
     selected_actions,
     selected_to_msg,
-    sim_state_from_msg,
-    sim_state_to_msg,
-    stamp_to_ns,
 )
 from vgps_widowx.selector import Decision
+
+pytestmark = pytest.mark.ros
 
 
 def decision(actions, reason="argmax", step=4):
@@ -79,15 +79,3 @@ def test_arm_joints_read_back_by_name():
     nan = joint_state_msg(np.array([0, np.nan, 0, 0, 0, 0]), 1.0, 5)
     with pytest.raises(MessageError, match="NaN"):
         arm_joints_from_msg(nan)
-
-
-def test_sim_state_round_trip_restores_arrays():
-    state = {"task": "carrot_on_plate", "step": 3, "ee_pos": np.array([0.1, 0.2, 0.3]),
-             "object_grasped": np.bool_(True),
-             "objects": {"carrot": {"pos": np.zeros(3), "quat": np.array([1.0, 0, 0, 0])}}}
-    stamp, back = sim_state_from_msg(sim_state_to_msg(state, 77))
-    assert stamp == 77 and back["task"] == "carrot_on_plate" and back["object_grasped"] is True
-    np.testing.assert_array_equal(back["ee_pos"], state["ee_pos"])
-    assert isinstance(back["objects"]["carrot"]["quat"], np.ndarray)
-    with pytest.raises(MessageError, match="bad_sim_state"):
-        sim_state_from_msg(type(sim_state_to_msg(state, 1))(data="{not json"))

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from vgps_widowx.arms.interbotix import InterbotixConfig
+from vgps_widowx.robot import description as robot
 from vgps_widowx.safety import SafetyConfig, SafetyFilter
-from vgps_widowx.sim import ControlConfig
+from vgps_widowx.sim import ACTION_HIGH, ACTION_LOW, ControlConfig
 
 INSIDE = np.array([0.25, 0.0, 0.12])  # well inside the default workspace box
 
@@ -30,6 +32,18 @@ def test_defaults_match_the_simulator_and_bridge_bounds():
     assert (cfg.max_translation, cfg.max_rotation) == (0.05, 0.25)
     np.testing.assert_array_equal(cfg.action_low, sim.action_low)
     np.testing.assert_array_equal(cfg.action_high, sim.action_high)
+
+
+def test_sim_and_real_take_their_limits_from_the_one_robot_model():
+    sim, real = ControlConfig(), InterbotixConfig()
+    assert robot.WORKSPACE_LOW == (0.10, -0.20, 0.008)
+    assert robot.WORKSPACE_HIGH == (0.45, 0.25, 0.25)
+    np.testing.assert_array_equal(ACTION_LOW, [-0.05, -0.05, -0.05, -0.25, -0.25, -0.25, 0.0])
+    np.testing.assert_array_equal(ACTION_HIGH, [0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 1.0])
+    np.testing.assert_array_equal(ACTION_LOW, sim.action_low)
+    assert sim.resync_distance == real.resync_distance == robot.RESYNC_DISTANCE == 0.03
+    assert sim.ik_damping == real.ik_damping == 0.05
+    assert (real.robot_model, real.gripper_threshold) == (robot.MODEL_NAME, 0.5)
 
 
 def test_in_range_action_passes_untouched(safety):

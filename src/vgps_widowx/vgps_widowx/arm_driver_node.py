@@ -29,195 +29,125 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vgps_interfaces.msg import EpisodeStatus, SelectedAction
 from vgps_ros import qos
+from vgps_ros.conversions import image_from_msg, image_to_msg, sim_state_to_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError
-from vgps_ros.runtime import autostart, describe, result, spin
+from vgps_ros.lifecycle import ManagedNode, Param, Update
+from vgps_ros.runtime import spin
 from vgps_widowx.episode_runner import EpisodeRunner, RunnerConfig
-from vgps_widowx.ros_conversions import (
-    episode_msg,
-    image_from_msg,
-    image_to_msg,
-    joint_state_msg,
-    selected_actions,
-    sim_state_to_msg,
-    stamp_to_ns,
-)
+from vgps_widowx.ros_conversions import episode_msg, joint_state_msg, selected_actions
 
 BACKENDS = ("sim", "interbotix")
 FRAME_WAIT_S = 0.5  # real arm: how long to wait for a camera frame taken after the action
 
 
-class ArmDriverNode(LifecycleNode):
+class ArmDriverNode(ManagedNode):
     """The arm driver as a managed node (see the module docstring)."""
+
+    PARAMETERS = (
+        Param("backend", "sim", "arm backend: the MuJoCo sim or the real WidowX 250 through "
+              "Interbotix", choices=BACKENDS, live=False),
+        Param("task", "carrot_on_plate", "sim task name"),
+        Param("episodes", 1, "episodes to run back to back after activation (0: only on "
+              "vgps/start_episode)", range=(0, 1_000_000)),
+        Param("seed", 0, "episode i uses seed + i", range=(0, 2**31 - 1)),
+        Param("image_size", 256, "rendered camera size (square, sim)", range=(16, 1024)),
+        Param("control_period_s", 0.2, "minimum time between observations (5 Hz blocking control)",
+              range=(0.0, 10.0)),
+        Param("republish_after_s", 1.0, "no executable decision for this long -> publish a fresh "
+              "observation (>= control_period_s)", range=(0.05, 60.0)),
+        Param("max_steps", 0, "step budget per episode (0: the sim task's own; real: 120)",
+              range=(0, 100_000)),
+        Param("instruction", "", "instruction to publish on vgps/instruction ('' = the sim task's "
+              "own)"),
+        Param("camera_frame", "camera", "frame_id of the published camera images"),
+        Param("startup_timeout_s", 30.0, "after activation the first episode waits until policy "
+              "and critic subscribe to the camera and a selector publishes, at most this long",
+              range=(0.0, 600.0)),
+    )
+    CONFIGURED_BY = "backend"
 
     def __init__(self, name: str = "arm_driver"):
         super().__init__(name)
-        self.declare_parameter("backend", "sim", describe(
-            "arm backend: the MuJoCo sim or the real WidowX 250 through Interbotix",
-            choices=BACKENDS))
-        self.declare_parameter("task", "carrot_on_plate", describe("sim task name"))
-        self.declare_parameter("episodes", 1, describe(
-            "episodes to run back to back after activation (0: only on vgps/start_episode)",
-            int_range=(0, 1_000_000)))
-        self.declare_parameter("seed", 0, describe("episode i uses seed + i",
-                                                   int_range=(0, 2**31 - 1)))
-        self.declare_parameter("image_size", 256, describe(
-            "rendered camera size (square, sim)", int_range=(16, 1024)))
-        self.declare_parameter("control_period_s", 0.2, describe(
-            "minimum time between observations (5 Hz blocking control)",
-            float_range=(0.0, 10.0)))
-        self.declare_parameter("republish_after_s", 1.0, describe(
-            "no executable decision for this long -> publish a fresh observation "
-            "(>= control_period_s)", float_range=(0.05, 60.0)))
-        self.declare_parameter("max_steps", 0, describe(
-            "step budget per episode (0: the sim task's own; real: 120)",
-            int_range=(0, 100_000)))
-        self.declare_parameter("instruction", "", describe(
-            "instruction to publish on vgps/instruction ('' = the sim task's own)"))
-        self.declare_parameter("camera_frame", "camera", describe(
-            "frame_id of the published camera images"))
-        self.declare_parameter("startup_timeout_s", 30.0, describe(
-            "after activation the first episode waits until policy and critic subscribe to "
-            "the camera and a selector publishes, at most this long", float_range=(0.0, 600.0)))
-        self.add_on_set_parameters_callback(self._on_set)
         self._exec_group = MutuallyExclusiveCallbackGroup()
         self._lock = threading.Lock()  # one motion or observation at a time
-        # The backend lives on one thread: MuJoCo's EGL context is current in one thread only.
-        self._arm_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arm")
         self._runner: EpisodeRunner | None = None
-        self._active = False
         self._pubs: dict = {}
-        self._subs: list = []
-        self._srvs: list = []
-        self._timer = None
         self._last_obs = 0.0  # monotonic time of the last observation
         self._frame: Image | None = None  # newest camera/source frame (real arm)
         self._action_end_ns = 0
         self._frame_deadline: float | None = None  # set while waiting for a camera/source frame
         self._start_after: float | None = None  # first episode waits for the graph
-        autostart(self)
-
-    def _param(self, name: str):
-        return self.get_parameter(name).value
 
     def _on_arm(self, fn, *args):
         """Runs ``fn(*args)`` on the backend's thread and returns its result."""
         return self._arm_thread.submit(fn, *args).result()
 
-    def _on_set(self, params):
-        values = {p.name: p.value for p in params}
-        period = values.get("control_period_s", self._param("control_period_s"))
-        after = values.get("republish_after_s", self._param("republish_after_s"))
+    def validate(self, update: Update) -> str:
+        period, after = update.value("control_period_s"), update.value("republish_after_s")
         if after < period:
-            return result(f"republish_after_s={after} must be >= control_period_s={period}")
-        if "backend" in values and self._runner is not None:
-            return result("backend is chosen at configure; cleanup first")
-        if values.get("backend", "sim") not in BACKENDS:
-            return result(f"backend must be one of {BACKENDS}")
-        return result()
+            return f"republish_after_s={after} must be >= control_period_s={period}"
+        return ""
 
     # -- lifecycle --------------------------------------------------------------------------------
-    def on_configure(self, state: State) -> TransitionCallbackReturn:
-        backend = self._param("backend")
-        try:
-            config = RunnerConfig(task=self._param("task"), episodes=self._param("episodes"),
-                                  seed=self._param("seed"), max_steps=self._param("max_steps"),
-                                  instruction=self._param("instruction"))
-            arm = self._on_arm(_connect_arm, backend, config, int(self._param("image_size")))
-            has_camera = self._on_arm(arm.camera_image) is not None
-        except Exception as exc:  # noqa: BLE001 - ArmUnavailableError, bad task, driver errors
-            self.get_logger().error(f"cannot configure backend={backend!r}: "
-                                    f"{type(exc).__name__}: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        self._runner = EpisodeRunner(arm, config)
-        pub = self.create_lifecycle_publisher
-        self._pubs = {
+    def configure(self) -> None:
+        config = RunnerConfig(task=self.param("task"), episodes=self.param("episodes"),
+                              seed=self.param("seed"), max_steps=self.param("max_steps"),
+                              instruction=self.param("instruction"))
+        # The backend lives on one thread: MuJoCo's EGL context is current in one thread only.
+        self._arm_thread = self.worker("arm")
+        arm = self.hold(self._on_arm(_connect_arm, self.param("backend"), config,
+                                     int(self.param("image_size"))),
+                        lambda a: self._on_arm(a.disconnect))
+        has_camera = self._on_arm(arm.camera_image) is not None
+        self.own("_runner", EpisodeRunner(arm, config))
+        pub = self.publisher
+        self.own("_pubs", {
             "image": pub(Image, qos.CAMERA, qos.SENSOR),
             "joints": pub(JointState, qos.JOINT_STATES, qos.COMMAND),
             "episode": pub(EpisodeStatus, qos.EPISODE, qos.COMMAND),
             "instruction": pub(String, qos.INSTRUCTION, qos.LATCHED),
-        }
-        if self._runner.is_sim:
-            self._pubs["sim_state"] = pub(String, qos.SIM_STATE, qos.COMMAND)
-        self._subs = [self.create_subscription(SelectedAction, qos.SELECTED,
-                                               self._on_selected, qos.COMMAND,
-                                               callback_group=self._exec_group)]
+            **({"sim_state": pub(String, qos.SIM_STATE, qos.COMMAND)}
+               if self._runner.is_sim else {}),
+        })
+        self.subscription(SelectedAction, qos.SELECTED, self._on_selected, qos.COMMAND,
+                          callback_group=self._exec_group)
         if not has_camera and not self._runner.is_sim:
-            self._subs.append(self.create_subscription(Image, qos.CAMERA_SOURCE,
-                                                       self._on_frame, qos.SENSOR))
-        self._srvs = [
-            self.create_service(Trigger, qos.START_EPISODE, self._on_start_episode,
-                                callback_group=self._exec_group),
-            self.create_service(Trigger, qos.RESET_ARM, self._on_reset,
-                                callback_group=self._exec_group),
-        ]
-        self._timer = self.create_timer(0.05, self._on_timer, callback_group=self._exec_group)
-        self.get_logger().info(f"backend {backend} connected; task {config.task}")
-        return TransitionCallbackReturn.SUCCESS
+            self.subscription(Image, qos.CAMERA_SOURCE, self._on_frame, qos.SENSOR)
+        self.service(Trigger, qos.START_EPISODE, self._on_start_episode,
+                     callback_group=self._exec_group)
+        self.service(Trigger, qos.RESET_ARM, self._on_reset, callback_group=self._exec_group)
+        self.timer(0.05, self._on_timer, callback_group=self._exec_group)
+        self.get_logger().info(f"backend {self.param('backend')} connected; task {config.task}")
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        ret = super().on_activate(state)
-        self._active = True
-        runner = self._runner
+    def activate(self) -> None:
         with self._lock:
-            if runner.running:
+            if self._runner.running:
                 self._observe()
-            elif runner.episodes_left:
+            elif self._runner.episodes_left:
                 self._start_after = time.monotonic()  # once the graph is up, see _on_timer
-        return ret
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
+    def deactivate(self) -> None:
         self._start_after = None
         with self._lock:  # wait for a running motion to finish
             pass
-        return super().on_deactivate(state)
 
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._active = False
-        self._teardown()
-        return TransitionCallbackReturn.SUCCESS
-
-    def destroy_node(self) -> None:
-        self._active = False
-        self._teardown()
-        self._arm_thread.shutdown(wait=True)
-        super().destroy_node()
-
-    def _teardown(self) -> None:
+    def release(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self.destroy_timer(self._timer)
-                self._timer = None
-            for sub in self._subs:
-                self.destroy_subscription(sub)
-            for srv in self._srvs:
-                self.destroy_service(srv)
-            for p in self._pubs.values():
-                self.destroy_lifecycle_publisher(p)
-            self._subs, self._srvs, self._pubs = [], [], {}
+            super().release()
             self._frame_deadline = None
-            if self._runner is not None:
-                self._on_arm(self._runner.arm.disconnect)
-                self._runner = None
 
     # -- control loop -----------------------------------------------------------------------------
     def _on_selected(self, msg: SelectedAction) -> None:
         runner = self._runner
-        if not self._active or runner is None:
+        if not self.active or runner is None:
             return
         with self._lock:
             ok, _why = runner.accepts(stamp_to_ns(msg.header.stamp), msg.reason)
@@ -238,12 +168,12 @@ class ArmDriverNode(LifecycleNode):
             if outcome.ended:
                 self.get_logger().info(f"episode {runner.episode} {outcome.event} after "
                                        f"{outcome.step} steps")
-                if runner.episodes_left and self._active:
+                if runner.episodes_left and self.active:
                     self._wait_period()
                     self._start_episode()
                 return
             self._wait_period()
-            if self._active:
+            if self.active:
                 self._observe()
 
     def _graph_ready(self) -> bool:
@@ -251,11 +181,11 @@ class ArmDriverNode(LifecycleNode):
         waited = time.monotonic() - self._start_after
         listening = (self.count_subscribers(qos.CAMERA) >= 2
                      and self.count_publishers(qos.SELECTED) >= 1)
-        return listening or waited > self._param("startup_timeout_s")
+        return listening or waited > self.param("startup_timeout_s")
 
     def _on_timer(self) -> None:
         runner = self._runner
-        if not self._active or runner is None:
+        if not self.active or runner is None:
             return
         if self._start_after is not None and self._graph_ready():
             self._start_after = None
@@ -269,17 +199,17 @@ class ArmDriverNode(LifecycleNode):
                 with self._lock:
                     self._observe()
             return
-        if time.monotonic() - self._last_obs < self._param("republish_after_s"):
+        if time.monotonic() - self._last_obs < self.param("republish_after_s"):
             return
         if self._lock.acquire(blocking=False):
             try:
-                if runner.running and self._active:
+                if runner.running and self.active:
                     self._observe()
             finally:
                 self._lock.release()
 
     def _wait_period(self) -> None:
-        remaining = self._last_obs + self._param("control_period_s") - time.monotonic()
+        remaining = self._last_obs + self.param("control_period_s") - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
 
@@ -302,7 +232,7 @@ class ArmDriverNode(LifecycleNode):
         Nothing blocks: the node spins single-threaded and the frame arrives by callback.
         """
         runner = self._runner
-        frame_id = self._param("camera_frame")
+        frame_id = self.param("camera_frame")
         state, own, joints, gripper = self._on_arm(_capture, runner)
         if own is not None:
             stamp_ns = self.get_clock().now().nanoseconds
@@ -337,7 +267,7 @@ class ArmDriverNode(LifecycleNode):
             self.get_logger().warn(f"camera/source: {exc}", throttle_duration_sec=5)
             return
         self._frame = msg
-        if (self._frame_deadline is not None and self._active and self._runner is not None
+        if (self._frame_deadline is not None and self.active and self._runner is not None
                 and stamp_to_ns(msg.header.stamp) >= self._action_end_ns):
             with self._lock:
                 self._observe()
@@ -351,7 +281,7 @@ class ArmDriverNode(LifecycleNode):
     # -- services ---------------------------------------------------------------------------------
     def _on_start_episode(self, request, response):
         runner = self._runner
-        if not self._active or runner is None:
+        if not self.active or runner is None:
             response.success, response.message = False, "arm driver is not active"
             return response
         with self._lock:
@@ -374,7 +304,7 @@ class ArmDriverNode(LifecycleNode):
             except (RuntimeError, ValueError) as exc:
                 response.success, response.message = False, str(exc)
                 return response
-            if self._active and runner.running:
+            if self.active and runner.running:
                 self._observe()
         response.success, response.message = True, "arm at the neutral pose"
         return response

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vgps_widowx.robot.camera import NEAR, CameraModel, camera_model_from_params
+from vgps_widowx.robot.description import GRIPPER_THRESHOLD
 
 __all__ = ["HIGHLIGHT", "NAN_COLOUR", "ArrowLayout", "CameraModel", "OverlayConfig",
            "camera_model_from_params", "colormap", "draw_overlay", "layout_arrows",
@@ -239,7 +240,7 @@ def draw_overlay(frame: np.ndarray, camera: CameraModel, ee_pos: np.ndarray,
         colour = tuple(int(c) for c in colours[i])
         seg = layout.segments[i]
         tip_inside = _inside(layout.tips[i], layout.width, layout.height)
-        closing = bool(np.isfinite(gripper[i]) and gripper[i] < 0.5)
+        closing = bool(np.isfinite(gripper[i]) and gripper[i] < GRIPPER_THRESHOLD)
         if i == chosen:
             _arrow(draw, seg, HIGHLIGHT, width + 6, tip_inside, closing, outline=True)
             _arrow(draw, seg, colour, width + 2, tip_inside, closing)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,15 +42,35 @@ from sensor_msgs.msg import Image, JointState
 
 from vgps_interfaces.msg import ScoredCandidates, SelectedAction
 from vgps_ros import qos
-from vgps_ros.conversions import candidates_from_msg, image_from_msg, image_to_msg
+from vgps_ros.conversions import candidates_from_msg, image_from_msg, image_to_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError
-from vgps_ros.runtime import describe, result, spin
+from vgps_ros.parameters import Param, Update, declare, watch
+from vgps_ros.runtime import spin
 from vgps_widowx.overlay import OverlayConfig, draw_overlay
 from vgps_widowx.robot.camera import CameraModel, camera_model_from_params
-from vgps_widowx.ros_conversions import arm_joints_from_msg, stamp_to_ns
+from vgps_widowx.ros_conversions import arm_joints_from_msg
 
 CAMERA_MODELS = ("sim", "params")
-LIVE = ("enabled", "arrow_gain", "min_size", "line_width")
+_D = OverlayConfig()
+PARAMETERS = (
+    Param("enabled", False, "draw and publish vgps/overlay (live; off by default)"),
+    Param("arrow_gain", _D.arrow_gain, "arrows show this many times the commanded EE "
+          "displacement (live)", range=(0.1, 100.0)),
+    Param("min_size", _D.min_size, "frames with a shorter side below this are upscaled by an "
+          "integer factor (live)", range=(0, 4096)),
+    Param("line_width", _D.line_width, "arrow width in output pixels (live)", range=(1, 20)),
+    Param("camera_model", "sim", "sim: the MuJoCo scene camera; params: fx/fy/cx/cy + "
+          "camera_xyz/camera_rpy", choices=CAMERA_MODELS, read_only=True),
+    *(Param(key, 0.0, f"camera_model=params: intrinsic {key} (px) for camera_width x "
+            "camera_height", read_only=True) for key in ("fx", "fy", "cx", "cy")),
+    *(Param(key, 0, "camera_model=params: image size the intrinsics are for (0: the frames' "
+            "size)", range=(0, 16384), read_only=True)
+      for key in ("camera_width", "camera_height")),
+    Param("camera_xyz", (0.0, 0.0, 0.0), "camera_model=params: optical centre in the base "
+          "frame (m)", read_only=True),
+    Param("camera_rpy", (0.0, 0.0, 0.0), "camera_model=params: roll, pitch, yaw (rad) of the "
+          "optical frame (z forward, y down) in the base frame", read_only=True),
+)
 _KEEP = 8  # stamps remembered per topic for matching
 # Reliable publisher: matches reliable subscribers (rqt_image_view) and best-effort ones alike.
 OVERLAY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2,
@@ -67,39 +88,13 @@ class OverlayNode(Node):
 
     def __init__(self, name: str = "overlay_node", **kwargs: Any):
         super().__init__(name, **kwargs)
-        d = OverlayConfig()
-        self.declare_parameter("enabled", False, describe(
-            "draw and publish vgps/overlay (live; off by default)"))
-        self.declare_parameter("arrow_gain", d.arrow_gain, describe(
-            "arrows show this many times the commanded EE displacement (live)",
-            float_range=(0.1, 100.0)))
-        self.declare_parameter("min_size", d.min_size, describe(
-            "frames with a shorter side below this are upscaled by an integer factor (live)",
-            int_range=(0, 4096)))
-        self.declare_parameter("line_width", d.line_width, describe(
-            "arrow width in output pixels (live)", int_range=(1, 20)))
-        self.declare_parameter("camera_model", "sim", describe(
-            "sim: the MuJoCo scene camera; params: fx/fy/cx/cy + camera_xyz/camera_rpy",
-            choices=CAMERA_MODELS, read_only=True))
-        for key in ("fx", "fy", "cx", "cy"):
-            self.declare_parameter(key, 0.0, describe(
-                f"camera_model=params: intrinsic {key} (px) for camera_width x camera_height",
-                read_only=True))
-        for key in ("camera_width", "camera_height"):
-            self.declare_parameter(key, 0, describe(
-                "camera_model=params: image size the intrinsics are for (0: the frames' size)",
-                int_range=(0, 16384), read_only=True))
-        self.declare_parameter("camera_xyz", [0.0, 0.0, 0.0], describe(
-            "camera_model=params: optical centre in the base frame (m)", read_only=True))
-        self.declare_parameter("camera_rpy", [0.0, 0.0, 0.0], describe(
-            "camera_model=params: roll, pitch, yaw (rad) of the optical frame (z forward, "
-            "y down) in the base frame", read_only=True))
-        self._config = self._read_config({})
+        declare(self, PARAMETERS)
+        self._config = self._read_config(lambda key: self.get_parameter(key).value)
         self._enabled = bool(self.get_parameter("enabled").value)
         self._cameras: dict[tuple[int, int], CameraModel] = {}
         self._sim_model = None
         self._check_camera_parameters()
-        self.add_on_set_parameters_callback(self._on_set)
+        watch(self, PARAMETERS, apply=self._apply)
 
         from vgps_widowx.robot.kinematics import (
             ArmKinematics,
@@ -122,26 +117,16 @@ class OverlayNode(Node):
                                  qos.COMMAND)
 
     # -- parameters -------------------------------------------------------------------------------
-    def _read_config(self, changes: dict[str, Any]) -> OverlayConfig:
-        def value(key: str) -> Any:
-            return changes[key] if key in changes else self.get_parameter(key).value
-
+    @staticmethod
+    def _read_config(value: Callable[[str], Any]) -> OverlayConfig:
         return OverlayConfig(arrow_gain=float(value("arrow_gain")),
                              min_size=int(value("min_size")), line_width=int(value("line_width")))
 
-    def _on_set(self, params):
-        changes = {p.name: p.value for p in params if p.name in LIVE}
-        if not changes:
-            return result()
-        try:
-            config = self._read_config(changes)
-        except ValueError as exc:
-            return result(str(exc))
-        self._config = config
-        if "enabled" in changes:
-            self._enabled = bool(changes["enabled"])
+    def _apply(self, update: Update) -> None:
+        self._config = self._read_config(update.value)  # ValueError: refused
+        if "enabled" in update:
+            self._enabled = bool(update.value("enabled"))
             self.get_logger().info(f"overlay {'enabled' if self._enabled else 'disabled'}")
-        return result()
 
     def _check_camera_parameters(self) -> None:
         """Fails at start-up (not on the first frame) when the camera parameters are unusable."""

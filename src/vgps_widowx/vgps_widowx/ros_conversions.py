@@ -1,50 +1,38 @@
-"""numpy <-> ROS messages of the WidowX side: camera images, selections, joints, sim state.
+"""numpy <-> ROS messages of the WidowX side: selections, joint states, episode status.
 
 Every ``*_from_msg`` validates (Kilted does not check field values) and raises
-:class:`~vgps_ros.input_guard.MessageError` whose ``kind`` names the problem.
-
-Images: the conversion is defined once in :mod:`vgps_ros.conversions` (the critic node
-needs it too and ``vgps_critic`` depends on no other vgps package) and re-exported here:
-``rgb8`` and ``bgr8`` only, any row padding (``step``), data length ``step * height``; the result
-is always RGB uint8 (H, W, 3).
+:class:`~vgps_ros.input_guard.MessageError` whose ``kind`` names the problem. What more than one
+package converts (camera images, stamps, candidates, scores, the sim state) lives in
+:mod:`vgps_ros.conversions`.
 
 Usage::
 
-    msg = image_to_msg(frame, stamp_ns, frame_id="camera")      # uint8 (H, W, 3) RGB
-    frame = image_from_msg(msg)                                  # MessageError on a bad image
     sel = selected_to_msg(decision, stamp_ns)                    # selector.Decision
     actions = selected_actions(sel)                              # float32 (N, 7)
+    msg = joint_state_msg(joints, gripper, stamp_ns)             # joints (6,), gripper [0, 1]
+    joints = arm_joints_from_msg(msg)                            # float64 (6,)
 """
 
 from __future__ import annotations
 
-import array
-import json
-import math
 from typing import Any
 
 import numpy as np
 from sensor_msgs.msg import JointState
-from std_msgs.msg import String
 
 from vgps_interfaces.msg import EpisodeStatus, SelectedAction
-from vgps_ros.conversions import (
-    ENCODINGS,
-    image_from_msg,
-    image_to_msg,
-    stamp_from_ns,
-    stamp_to_ns,
-)
+from vgps_ros.conversions import float_array, stamp_from_ns
 from vgps_ros.input_guard import MessageError
 
 EXECUTABLE_REASONS = ("argmax", "softmax", "fallback")
 JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
                "gripper")  # gripper: opening in [0, 1], 1 = open (not a joint angle)
 
-__all__ = ["ENCODINGS", "EXECUTABLE_REASONS", "JOINT_NAMES", "MessageError",
-           "arm_joints_from_msg", "episode_msg", "image_from_msg", "image_to_msg",
-           "joint_state_msg", "selected_actions", "selected_to_msg", "sim_state_from_msg",
-           "sim_state_to_msg", "stamp_from_ns", "stamp_to_ns"]
+# MessageError and stamp_from_ns stay importable from here for vgps/replay/rescore.py and
+# src/vgps_widowx/test/test_overlay.py (their home is vgps_ros).
+__all__ = ["EXECUTABLE_REASONS", "JOINT_NAMES", "MessageError", "arm_joints_from_msg",
+           "episode_msg", "joint_state_msg", "selected_actions", "selected_to_msg",
+           "stamp_from_ns"]
 
 
 def selected_to_msg(decision: Any, stamp_ns: int, step: int | None = None) -> SelectedAction:
@@ -68,7 +56,7 @@ def selected_to_msg(decision: Any, stamp_ns: int, step: int | None = None) -> Se
     msg.q_margin = float(decision.margin)
     n, a = (actions.shape if actions.ndim == 2 else (0, 7))
     msg.num_actions, msg.action_dim = int(n), int(a)
-    msg.actions = _floats(actions.reshape(-1))
+    msg.actions = float_array(actions.reshape(-1))
     msg.reason = str(decision.reason)
     msg.detail = str(decision.detail)
     msg.beta = float(decision.beta)
@@ -130,55 +118,3 @@ def episode_msg(episode: int, task: str, instruction: str, step: int, event: str
     msg.episode, msg.task, msg.instruction = int(episode), task, instruction
     msg.step, msg.event, msg.success = int(step), event, bool(success)
     return msg
-
-
-def sim_state_to_msg(state: dict[str, Any], stamp_ns: int) -> String:
-    """The simulator's privileged state -> std_msgs/String JSON, tagged with the image stamp
-    it belongs to (``"stamp_ns"``)."""
-    return String(data=json.dumps({"stamp_ns": int(stamp_ns), "state": _jsonable(state)}))
-
-
-def sim_state_from_msg(msg: String) -> tuple[int, dict[str, Any]]:
-    """std_msgs/String JSON -> ``(stamp_ns, state)`` with numeric lists back as float arrays.
-
-    Raises:
-        MessageError: ``bad_sim_state`` when the JSON is malformed.
-    """
-    try:
-        payload = json.loads(msg.data)
-        stamp_ns, state = int(payload["stamp_ns"]), payload["state"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MessageError("bad_sim_state", f"not a sim-state JSON ({exc})") from None
-    if not isinstance(state, dict) or "task" not in state:
-        raise MessageError("bad_sim_state", "the state has no task")
-    return stamp_ns, _arrays(state)
-
-
-def _floats(values: np.ndarray) -> array.array:
-    return array.array("f", np.ascontiguousarray(values, np.float32).tobytes())
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
-
-def _arrays(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _arrays(v) for k, v in value.items()}
-    if isinstance(value, list):
-        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return np.asarray(value, dtype=np.float64)
-        return [_arrays(v) for v in value]
-    return value

@@ -29,7 +29,9 @@ import dataclasses
 
 import numpy as np
 
-ACTION_DIM = 7
+from vgps_widowx.robot import description as robot
+
+ACTION_DIM = robot.ACTION_DIM
 AXES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 _XYZ = ("x", "y", "z")
 _TOL = 1e-6  # excess over a bound below this is float noise (float32 0.05 > 0.05), not a clamp
@@ -39,17 +41,19 @@ _TOL = 1e-6  # excess over a bound below this is float noise (float32 0.05 > 0.0
 class SafetyConfig:
     """Limits of the shared safety filter (base frame of the arm, metres and radians).
 
-    The default workspace is the simulator's tool box (``vgps_widowx.sim.ControlConfig``): in front
-    of the base column (x 0.10-0.45 m), across the Bridge toy-kitchen table (y -0.20..0.25 m), from
-    pad tips touching the table top (z 0.008 m: the tool frame sits 8 mm above the pad tips with
-    ``base_link`` on the table) up to just above the BridgeData neutral pose (z 0.247 m). On a real
-    table, raise ``workspace_low[2]`` by the calibration uncertainty of the table height.
+    The defaults come from the robot model (:mod:`vgps_widowx.robot.description`), as do the
+    simulator's (``vgps_widowx.sim.ControlConfig``): the tool box in front of the base column
+    (x 0.10-0.45 m), across the Bridge toy-kitchen table (y -0.20..0.25 m), from pad tips touching
+    the table top (z 0.008 m: the tool frame sits 8 mm above the pad tips with ``base_link`` on
+    the table) up to just above the BridgeData neutral pose (z 0.247 m), and Bridge's per-step
+    action bounds. On a real table, raise ``workspace_low[2]`` by the calibration uncertainty of
+    the table height.
     """
 
-    workspace_low: tuple[float, float, float] = (0.10, -0.20, 0.008)  # tool position box (m)
-    workspace_high: tuple[float, float, float] = (0.45, 0.25, 0.25)
-    max_translation: float = 0.05  # |dx|, |dy|, |dz| per step (m): Bridge's action bound
-    max_rotation: float = 0.25  # |droll|, |dpitch|, |dyaw| per step (rad): Bridge's action bound
+    workspace_low: tuple[float, float, float] = robot.WORKSPACE_LOW  # tool position box (m)
+    workspace_high: tuple[float, float, float] = robot.WORKSPACE_HIGH
+    max_translation: float = robot.MAX_TRANSLATION  # |dx|, |dy|, |dz| per step (m), Bridge
+    max_rotation: float = robot.MAX_ROTATION  # |droll|, |dpitch|, |dyaw| per step (rad), Bridge
     gripper_low: float = 0.0  # gripper command range (1 = open)
     gripper_high: float = 1.0
     max_abs_action: float = 2.0  # reject any |component| above: a unit/scaling bug, not a policy

@@ -48,90 +48,18 @@ import jax
 import numpy as np
 
 from vgps_critic.selection import select
+from vgps_widowx.selector_types import (
+    EXECUTE_MODES,
+    FALLBACKS,
+    REASONS,
+    Decision,
+    Rejected,
+    SelectorConfig,
+    check_candidates,
+    check_q,
+)
 
-EXECUTE_MODES = ("first", "chunk", "ensemble")
-FALLBACKS = ("hold", "policy_first")
-REASONS = ("argmax", "softmax", "fallback", "hold", "rejected", "estop")
-
-
-class _Rejected(Exception):
-    """Internal: a message failed a check; carries the detail."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SelectorConfig:
-    """Settings of :class:`Selector` (all live-settable through ``dataclasses.replace``)."""
-
-    k: int = 10  # expected candidates per step (paper: 50 on the real robot, 10 or 50 in sim)
-    beta: float = 0.0  # 0 = greedy argmax (real-robot setting), > 0 = sample softmax(Q / beta)
-    execute: str = "first"  # "first" action, whole "chunk", or Octo temporal "ensemble"
-    max_age_s: float = 0.5  # reject stamps older than this (blocking 5 Hz control budget)
-    max_future_s: float = 0.05  # reject stamps further than this ahead of now (clock skew)
-    watchdog_timeout_s: float = 1.0  # no selection for this long -> a hold decision
-    fallback: str = "hold"  # when scores are missing: "hold" still or "policy_first"
-    ensemble_decay: float = 0.0  # Octo's exp weight k; 0 = uniform mean over predictions
-    action_dim: int = 7  # A of the candidates (Bridge actions)
-    seed: int = 0  # keys for beta > 0 when the caller passes none: fold_in(key(seed), step)
-
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        for field in ("k", "action_dim"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}.{field}={value!r}: must be an integer >= 1")
-            object.__setattr__(self, field, int(value))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise ValueError(f"{name}.seed={self.seed!r}: must be an integer")
-        for field, positive in (
-            ("beta", False),
-            ("max_age_s", True),
-            ("max_future_s", False),
-            ("watchdog_timeout_s", True),
-            ("ensemble_decay", False),
-        ):
-            value = getattr(self, field)
-            ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or value < 0 or (positive and value == 0):
-                need = "> 0" if positive else ">= 0"
-                raise ValueError(f"{name}.{field}={value!r}: must be a finite number {need}")
-            object.__setattr__(self, field, float(value))
-        if self.execute not in EXECUTE_MODES:
-            raise ValueError(f"{name}.execute={self.execute!r}: choose from {EXECUTE_MODES}")
-        if self.fallback not in FALLBACKS:
-            raise ValueError(f"{name}.fallback={self.fallback!r}: choose from {FALLBACKS}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    """One selector outcome.
-
-    Attributes:
-        index: chosen candidate, -1 when none.
-        actions: float32 (N, A) actions to execute in order; (0, A) when nothing moves.
-        reason: one of ``REASONS``.
-        detail: human-readable explanation; starts with a code for rejections
-            (``"stale: ..."``, ``"duplicate_step: ..."``, ...).
-        q: Q-value of the chosen candidate, NaN when none was scored.
-        margin: best minus second-best Q (0 when K = 1), NaN when none was scored.
-        k: the configured K at decision time.
-        beta: the configured beta at decision time.
-        step: the message's step counter, -1 when there was no (valid) one.
-    """
-
-    index: int
-    actions: np.ndarray
-    reason: str
-    detail: str
-    q: float
-    margin: float
-    k: int
-    beta: float
-    step: int
-
-    @property
-    def executes(self) -> bool:
-        """Whether the decision carries actions to execute."""
-        return self.actions.shape[0] > 0
+__all__ = ["EXECUTE_MODES", "FALLBACKS", "REASONS", "Decision", "Selector", "SelectorConfig"]
 
 
 class Selector:
@@ -226,11 +154,11 @@ class Selector:
         cfg = self._config
         try:
             step, chunks, note = self._admit(step, stamp, candidates, now)
-            q = self._check_q(q, chunks.shape[0])
+            q = check_q(q, chunks.shape[0])
             if cfg.beta > 0 and key is None:
                 key = jax.random.fold_in(jax.random.key(cfg.seed), step)
             chosen = select(q, cfg.beta, key)
-        except _Rejected as exc:
+        except Rejected as exc:
             return self._empty("rejected", str(exc), step)
         except (TypeError, ValueError) as exc:  # from select(): a bad key, say
             return self._empty("rejected", f"selection_failed: {exc}", step)
@@ -258,7 +186,7 @@ class Selector:
         """
         try:
             step, chunks, note = self._admit(step, stamp, candidates, now)
-        except _Rejected as exc:
+        except Rejected as exc:
             return self._empty("rejected", str(exc), step)
         if self._config.fallback == "hold":
             return self._empty("hold", "scores missing; fallback=hold keeps the arm still", step)
@@ -319,70 +247,31 @@ class Selector:
         """Checks e-stop, step, stamps and candidates; returns ``(step, (K, H, A), note)``."""
         cfg = self._config
         if self._estopped:
-            raise _Rejected("e-stop engaged")
+            raise Rejected("e-stop engaged")
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise _Rejected(f"bad_step: step={step!r} must be an integer >= 0")
+            raise Rejected(f"bad_step: step={step!r} must be an integer >= 0")
         for name, value in (("stamp", stamp), ("now", now)):
             real = isinstance(value, (int, float, np.integer, np.floating))
             if isinstance(value, bool) or not real or not math.isfinite(value):
-                raise _Rejected(f"bad_{name}: {name}={value!r} must be a finite time in seconds")
+                raise Rejected(f"bad_{name}: {name}={value!r} must be a finite time in seconds")
         if self._last_selected is None:
             self._last_selected = float(now)  # arms the watchdog
         age = float(now) - float(stamp)
         if age > cfg.max_age_s:
-            raise _Rejected(f"stale: stamp is {age:.3f} s old > max_age_s {cfg.max_age_s:g}")
+            raise Rejected(f"stale: stamp is {age:.3f} s old > max_age_s {cfg.max_age_s:g}")
         if -age > cfg.max_future_s:
-            raise _Rejected(
+            raise Rejected(
                 f"future_stamp: stamp is {-age:.3f} s ahead of now > max_future_s "
                 f"{cfg.max_future_s:g}"
             )
         last = self._last_step
         if last is not None and step <= last:
             code = "duplicate_step" if step == last else "out_of_order"
-            raise _Rejected(f"{code}: step {step} is not newer than the last executed {last}")
-        chunks = self._check_candidates(candidates)
+            raise Rejected(f"{code}: step {step} is not newer than the last executed {last}")
+        chunks = check_candidates(candidates, cfg.action_dim)
         n = chunks.shape[0]
         note = "" if n == cfg.k else f"; k_mismatch: received K={n}, configured k={cfg.k}"
         return int(step), chunks, note
-
-    def _check_candidates(self, candidates: object) -> np.ndarray:
-        """(K, H, A) float32 copy of valid candidates, else raises :class:`_Rejected`."""
-        try:
-            arr = np.asarray(candidates)
-            if arr.dtype.kind not in "fiu":
-                raise _Rejected(f"bad_candidates: dtype {arr.dtype} is not real numbers")
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise _Rejected(f"bad_candidates: not a numeric array ({exc})") from None
-        if arr.ndim == 2:
-            arr = arr[:, None, :]
-        a = self._config.action_dim
-        if arr.ndim != 3 or min(arr.shape[:2], default=0) < 1 or arr.shape[2] != a:
-            raise _Rejected(f"bad_candidates: need shape (K, H, {a}) or (K, {a}), got {arr.shape}")
-        bad = np.argwhere(~np.isfinite(arr))
-        if bad.size:
-            raise _Rejected(
-                f"bad_candidates: NaN/inf in {len(bad)} entries, first at {bad[0].tolist()}"
-            )
-        if np.any(np.abs(arr) > np.finfo(np.float32).max):
-            raise _Rejected("bad_candidates: values overflow float32")
-        return arr.astype(np.float32)
-
-    @staticmethod
-    def _check_q(q: object, k: int) -> np.ndarray:
-        try:
-            arr = np.asarray(q)
-            if arr.dtype.kind not in "fiu":
-                raise _Rejected(f"bad_q: dtype {arr.dtype} is not real numbers")
-            arr = arr.astype(np.float64)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise _Rejected(f"bad_q: not a numeric array ({exc})") from None
-        if arr.shape != (k,):
-            raise _Rejected(f"bad_q: need shape ({k},) to match the candidates, got {arr.shape}")
-        bad = np.flatnonzero(~np.isfinite(arr))
-        if bad.size:
-            raise _Rejected(f"bad_q: NaN/inf at indices {bad.tolist()}")
-        return arr
 
     def _execute(
         self,

@@ -31,11 +31,31 @@ from vgps_interfaces.msg import (
 from vgps_ros import qos
 from vgps_ros.conversions import candidates_from_msg, scored_from_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError
-from vgps_ros.runtime import OK, WARN, describe, diagnostic, now_s, result, spin
+from vgps_ros.parameters import Param, Update, declare, watch
+from vgps_ros.runtime import OK, WARN, diagnostic, now_s, spin
 from vgps_widowx.ros_conversions import selected_to_msg
 from vgps_widowx.selector import EXECUTE_MODES, FALLBACKS, Decision, SelectorConfig
 from vgps_widowx.selector_loop import SelectorLoop
 
+_D = SelectorConfig()
+PARAMETERS = (
+    Param("k", _D.k, "expected candidates per step (decisions over another K are noted)",
+          range=(1, 4096)),
+    Param("beta", _D.beta, "selection temperature: 0 = greedy argmax, > 0 = sample "
+          "softmax(Q / beta)", range=(0.0, 100.0)),
+    Param("execute", _D.execute, "what a decision executes: the chosen chunk's first action, "
+          "the whole chunk, or Octo temporal ensembling", choices=EXECUTE_MODES),
+    Param("max_age_s", _D.max_age_s, "candidates whose source image is older than this are "
+          "rejected", range=(0.01, 60.0)),
+    Param("watchdog_timeout_s", _D.watchdog_timeout_s, "scores missing this long after their "
+          "candidates -> fallback; nothing selected this long -> a hold decision",
+          range=(0.01, 60.0)),
+    Param("fallback", _D.fallback, "when scores are missing: hold still, or execute the "
+          "policy's first sample", choices=FALLBACKS),
+    Param("seed", _D.seed, "seed of the softmax sampling keys (fold_in(key(seed), step))",
+          range=(0, 2**31 - 1)),
+    Param("tick_period_s", 0.05, "watchdog timer period", range=(0.005, 1.0), live=False),
+)
 LIVE = ("k", "beta", "execute", "max_age_s", "watchdog_timeout_s", "fallback")
 
 
@@ -44,33 +64,10 @@ class SelectorNode(Node):
 
     def __init__(self, name: str = "selector_node"):
         super().__init__(name)
-        d = SelectorConfig()
-        self.declare_parameter("k", d.k, describe(
-            "expected candidates per step (decisions over another K are noted)",
-            int_range=(1, 4096)))
-        self.declare_parameter("beta", d.beta, describe(
-            "selection temperature: 0 = greedy argmax, > 0 = sample softmax(Q / beta)",
-            float_range=(0.0, 100.0)))
-        self.declare_parameter("execute", d.execute, describe(
-            "what a decision executes: the chosen chunk's first action, the whole chunk, or "
-            "Octo temporal ensembling", choices=EXECUTE_MODES))
-        self.declare_parameter("max_age_s", d.max_age_s, describe(
-            "candidates whose source image is older than this are rejected",
-            float_range=(0.01, 60.0)))
-        self.declare_parameter("watchdog_timeout_s", d.watchdog_timeout_s, describe(
-            "scores missing this long after their candidates -> fallback; nothing selected "
-            "this long -> a hold decision", float_range=(0.01, 60.0)))
-        self.declare_parameter("fallback", d.fallback, describe(
-            "when scores are missing: hold still, or execute the policy's first sample",
-            choices=FALLBACKS))
-        self.declare_parameter("seed", d.seed, describe(
-            "seed of the softmax sampling keys (fold_in(key(seed), step))",
-            int_range=(0, 2**31 - 1)))
-        self.declare_parameter("tick_period_s", 0.05, describe(
-            "watchdog timer period", float_range=(0.005, 1.0)))
+        declare(self, PARAMETERS)
         self._loop = SelectorLoop(SelectorConfig(
             **{n: self.get_parameter(n).value for n in (*LIVE, "seed")}))
-        self.add_on_set_parameters_callback(self._on_set)
+        watch(self, PARAMETERS, apply=self._apply)
 
         group = MutuallyExclusiveCallbackGroup()  # decisions in order, one at a time
         self._selected_pub = self.create_publisher(SelectedAction, qos.SELECTED,
@@ -96,18 +93,11 @@ class SelectorNode(Node):
         self._last_diag = 0.0
 
     # -- parameters -------------------------------------------------------------------------------
-    def _on_set(self, params):
-        changes = {p.name: p.value for p in params if p.name in LIVE}
-        if any(p.name == "tick_period_s" for p in params):
-            return result("tick_period_s is read at start-up only")
-        if not changes:
-            return result()
-        try:
-            self._loop.configure(**changes)
-        except ValueError as exc:
-            return result(str(exc))
-        self.get_logger().info(f"live settings: {changes} (from the next step)")
-        return result()
+    def _apply(self, update: Update) -> None:
+        changes = {name: value for name, value in update.changes.items() if name in LIVE}
+        if changes:
+            self._loop.configure(**changes)  # ValueError: refused, nothing changes
+            self.get_logger().info(f"live settings: {changes} (from the next step)")
 
     # -- callbacks --------------------------------------------------------------------------------
     def _on_scored(self, msg: ScoredCandidates) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import optax
@@ -27,6 +26,7 @@ from vgps_critic.config import CriticConfig
 from vgps_critic.model import QNetwork, init_params
 from vgps_training.agents import losses
 from vgps_training.agents.actor import TanhGaussianActor, sample_tanh_gaussian
+from vgps_training.agents.common import TrainState, apply_gradients, optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,32 +71,6 @@ class CalQLConfig:
         object.__setattr__(self, "actor_hidden", tuple(self.actor_hidden))
 
 
-@flax.struct.dataclass
-class TrainState:
-    step: jax.Array
-    params: dict  # {"critic", "actor", "log_alpha"}
-    target_critic: dict
-    opt_state: dict
-
-
-def _optimizer(lr: float, warmup: int) -> optax.GradientTransformation:
-    schedule = optax.linear_schedule(0.0, lr, warmup) if warmup else lr
-    return optax.adam(schedule)
-
-
-def apply_gradients(optimizers: dict[str, optax.GradientTransformation], state: TrainState,
-                    grads: dict, target_update_rate: float) -> TrainState:
-    """One optimiser step per parameter group, then the Polyak update of the target critic."""
-    params, opt_state = {}, {}
-    for name, opt in optimizers.items():
-        updates, opt_state[name] = opt.update(grads[name], state.opt_state[name],
-                                              state.params[name])
-        params[name] = optax.apply_updates(state.params[name], updates)
-    target = losses.polyak(state.target_critic, params["critic"], target_update_rate)
-    return TrainState(step=state.step + 1, params=params, target_critic=target,
-                      opt_state=opt_state)
-
-
 class CalQLAgent:
     """Builds the networks and optimisers; ``init`` and ``update`` are pure and jittable."""
 
@@ -107,9 +81,9 @@ class CalQLAgent:
         self.actor = TanhGaussianActor(critic_config.action_dim, self.config.actor_hidden)
         cfg = self.config
         self.optimizers = {
-            "critic": _optimizer(cfg.critic_lr, cfg.warmup_steps),
-            "actor": _optimizer(cfg.actor_lr, cfg.warmup_steps),
-            "log_alpha": _optimizer(cfg.temperature_lr, cfg.warmup_steps),
+            "critic": optimizer(cfg.critic_lr, cfg.warmup_steps),
+            "actor": optimizer(cfg.actor_lr, cfg.warmup_steps),
+            "log_alpha": optimizer(cfg.temperature_lr, cfg.warmup_steps),
         }
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
                                else -float(critic_config.action_dim))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from vgps_critic.config import CriticConfig
 from vgps_critic.model import MLP, EncoderWrapper, QNetwork, init_params
 from vgps_training.agents import losses
-from vgps_training.agents.calql import TrainState, _optimizer, apply_gradients
+from vgps_training.agents.common import TrainState, apply_gradients, optimizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +58,8 @@ class IQLAgent:
         self.config = config or IQLConfig()
         self.critic = QNetwork(critic_config)
         self.value = ValueNetwork(critic_config)
-        self.optimizers = {"critic": _optimizer(self.config.critic_lr, self.config.warmup_steps),
-                           "value": _optimizer(self.config.value_lr, self.config.warmup_steps)}
+        self.optimizers = {"critic": optimizer(self.config.critic_lr, self.config.warmup_steps),
+                           "value": optimizer(self.config.value_lr, self.config.warmup_steps)}
 
     def init(self, key: jax.Array) -> TrainState:
         k_critic, k_value = jax.random.split(key)

@@ -1,7 +1,8 @@
 """The real WidowX 250 behind the arm interface, through the Interbotix ROS 2 Python API.
 
 ``interbotix_xs_modules`` is optional: it is imported when an :class:`InterbotixArm` is made, and
-its absence raises :class:`~vgps_widowx.arms.base.ArmUnavailableError` naming the install. API used
+its absence raises :class:`~vgps_widowx.arms.base.ArmUnavailableError` naming the install
+(:data:`INTERBOTIX_INSTALL_HINT`). API used
 (``interbotix_xs_modules.xs_robot``): ``InterbotixManipulatorXS(robot_model, group_name,
 gripper_name, robot_name, moving_time, accel_time, gripper_pressure)``,
 ``bot.arm.set_joint_positions(positions, moving_time, accel_time, blocking) -> bool``,
@@ -23,23 +24,23 @@ from typing import Any
 
 import numpy as np
 
-from vgps_widowx.arms.base import (
-    INTERBOTIX_INSTALL_HINT,
-    ArmBackend,
-    ArmCommandError,
-    ArmUnavailableError,
-)
+from vgps_widowx.arms.base import ArmBackend, ArmCommandError, ArmUnavailableError
 from vgps_widowx.robot import description as robot
 from vgps_widowx.robot import kinematics
 from vgps_widowx.robot.kinematics import kinematic_model
 from vgps_widowx.safety import SafetyConfig
+
+INTERBOTIX_INSTALL_HINT = (
+    "install the Interbotix ROS 2 arm packages: "
+    "https://docs.trossenrobotics.com/interbotix_xsarms_docs/ros_interface/ros2/software_setup.html"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class InterbotixConfig:
     """Settings of :class:`InterbotixArm`."""
 
-    robot_model: str = "wx250s"  # Interbotix model name
+    robot_model: str = robot.MODEL_NAME  # Interbotix model name
     group_name: str = "arm"  # joint group of the six arm joints
     gripper_name: str = "gripper"
     robot_name: str | None = None  # ROS namespace; None = robot_model
@@ -47,13 +48,13 @@ class InterbotixConfig:
     accel_time: float = 0.1  # s accelerating/decelerating within move_time (<= move_time / 2)
     reset_move_time: float = 2.0  # s for moves to named poses
     gripper_pressure: float = 0.5  # Interbotix PWM pressure fraction
-    gripper_threshold: float = 0.5  # command >= this opens (release), below closes (grasp)
+    gripper_threshold: float = robot.GRIPPER_THRESHOLD  # >= this opens (release), below grasps
     max_joint_step: float = 0.5  # rad: an IK solution moving any joint further is refused
-    ik_damping: float = 0.05  # DLS lambda
+    ik_damping: float = kinematics.IK_DAMPING  # DLS lambda
     ik_iters: int = 60
     ik_pos_tol: float = 0.005  # m: refuse to send when IK misses the target by more
     ik_rot_tol: float = 0.05  # rad
-    resync_distance: float = 0.03  # m: restart from the measured pose when it lags this far
+    resync_distance: float = robot.RESYNC_DISTANCE  # m: lag that restarts from the measured pose
 
     def __post_init__(self) -> None:
         name = type(self).__name__

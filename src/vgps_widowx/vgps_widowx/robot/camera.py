@@ -8,7 +8,8 @@ the arm's base frame (``p_base = rotation @ p_cam + position``), which is the TF
 
 Sources: the simulated camera (:func:`vgps_widowx.sim.camera.sim_camera_model`, from the MuJoCo
 camera's pose and fovy) or, for a real camera, calibration numbers and a measured pose
-(:func:`camera_model_from_params`; ``rpy`` as in ROS, ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``).
+(:func:`camera_model_from_params`; ``rpy`` as in ROS, ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``,
+:func:`vgps_widowx.robot.rotations.euler_to_rotation`).
 
 Usage::
 
@@ -26,19 +27,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vgps_widowx.robot.rotations import euler_to_rotation
+
 NEAR = 1e-3  # m: points closer to the camera plane than this are behind the camera
-
-
-def rpy_to_rotation(rpy: Sequence[float]) -> np.ndarray:
-    """``Rz(yaw) @ Ry(pitch) @ Rx(roll)`` (the ROS / URDF convention) as a (3, 3) matrix."""
-    r, p, y = (float(v) for v in rpy)
-    cr, sr, cp, sp, cy, sy = (math.cos(r), math.sin(r), math.cos(p), math.sin(p),
-                              math.cos(y), math.sin(y))
-    return np.array([
-        [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-        [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-        [-sp, cp * sr, cp * cr],
-    ])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,5 +127,5 @@ def camera_model_from_params(fx: float, fy: float, cx: float, cy: float, width: 
     if len(xyz) != 3 or len(rpy) != 3:
         raise ValueError(f"camera xyz={list(xyz)!r} and rpy={list(rpy)!r}: need 3 numbers each")
     return CameraModel(width=int(width), height=int(height), fx=float(fx), fy=float(fy),
-                       cx=float(cx), cy=float(cy), rotation=rpy_to_rotation(rpy),
+                       cx=float(cx), cy=float(cy), rotation=euler_to_rotation(rpy),
                        position=np.asarray(xyz, dtype=np.float64))

@@ -10,16 +10,23 @@ position actuator on the left finger, as on the real arm where one motor moves b
 finger carries a box pad whose inner face lies 12 mm inside the finger frame, so the pads are 6 mm
 apart when the fingers are closed (0.015 m) and 50 mm apart when open (0.037 m). The tool frame
 sits 8 mm above the pad tips when the gripper points down.
+
+The limits every backend shares live here too: Bridge's per-step action bounds and the tool
+workspace box (the simulator's controller and the safety filter), the named poses and the
+gripper command threshold (the real driver and the overlay).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+MODEL_NAME = "wx250s"  # Interbotix model name
+BASE_BODY = "base_link"  # root of the arm: every pose is in its frame (the sim's world origin)
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 FINGER_JOINTS = ("left_finger", "right_finger")
 EE_SITE = "ee_gripper_link"
 GRIPPER_ACTUATOR = "gripper"
+PAD_GEOMS = ("left_pad", "right_pad")  # the finger pads' collision geoms
 
 # Joint limits (rad) in ARM_JOINTS order; lower and upper.
 ARM_LOWER = np.array([-3.14158, -1.88496, -2.14675, -3.14158, -1.74533, -3.14158])
@@ -36,9 +43,30 @@ PAD_CENTRE_X = 0.0156  # along the finger from its frame: pad tip 8 mm past the 
 HOME_POSE = np.zeros(6)
 SLEEP_POSE = np.array([0.0, -1.80, 1.55, 0.0, 0.8, 0.0])
 NEUTRAL_POSE = np.array([-0.13192, -0.76239, 0.44485, -0.01994, 1.75641, -0.15953])
+NAMED_POSES: dict[str, np.ndarray] = {  # what ArmBackend.reset(pose) accepts
+    "neutral": NEUTRAL_POSE,  # BridgeData start: tool ~(0.120, -0.019, 0.247), down
+    "sleep": SLEEP_POSE,  # Interbotix sleep (folded on its rest)
+    "home": HOME_POSE,  # all joints 0: tool at (0.458, 0, 0.361), outside the workspace box
+}
 
 # Tool frame offset along gripper_link's x axis from the wrist_rotate joint frame (m).
 EE_OFFSET = 0.093575
+
+# Bridge actions [dx, dy, dz, droll, dpitch, dyaw, gripper]: base-frame tool deltas (m, rad)
+# and an absolute gripper command in [0, 1] (1 = open), bounded per step as in BridgeData.
+ACTION_DIM = 7
+MAX_TRANSLATION = 0.05  # |dx|, |dy|, |dz| per step (m)
+MAX_ROTATION = 0.25  # |droll|, |dpitch|, |dyaw| per step (rad)
+ACTION_LOW = np.array([*(-MAX_TRANSLATION,) * 3, *(-MAX_ROTATION,) * 3, 0.0])
+ACTION_HIGH = np.array([*(MAX_TRANSLATION,) * 3, *(MAX_ROTATION,) * 3, 1.0])
+GRIPPER_THRESHOLD = 0.5  # a gripper command >= this means open, below it close
+
+# Tool position box (m, base frame): in front of the base column, across the toy-kitchen table,
+# from pad tips touching the table top (the tool frame sits 8 mm above them) up to just above
+# the BridgeData neutral pose (z 0.247 m).
+WORKSPACE_LOW = (0.10, -0.20, 0.008)
+WORKSPACE_HIGH = (0.45, 0.25, 0.25)
+RESYNC_DISTANCE = 0.03  # m: a commanded tool pose this far from the measured one restarts there
 
 ROBOT_CONTYPE = 2  # robot geoms collide with the scene (contype 1) but not with each other
 _ARM_RGBA = "0.16 0.16 0.17 1"
@@ -115,7 +143,7 @@ def robot_assets_xml() -> str:
 def robot_body_xml() -> str:
     """MJCF ``<worldbody>`` fragment: the arm rooted at the world origin (``base_link``)."""
     return f"""
-    <body name="base_link" pos="0 0 0" childclass="wx_arm">
+    <body name="{BASE_BODY}" pos="0 0 0" childclass="wx_arm">
       {_inertial("0 0 0.03", 0.539, (0.12, 0.12, 0.06))}
       {_geom("box", 'pos="0 0 0.005" size="0.07 0.07 0.005"', _ACCENT_RGBA, "base_plate")}
       {_geom("cylinder", 'pos="0 0 0.036" size="0.045 0.031"', _ARM_RGBA, "base_column")}

@@ -1,15 +1,13 @@
-"""Rotation conventions, forward kinematics and damped-least-squares IK for the simulated arm.
+"""Forward kinematics and damped-least-squares IK of the arm, on the MuJoCo model of its MJCF.
 
-Orientation follows BridgeData's WidowX controller: the end-effector "euler" of the 7-D state is
-``rotation_to_euler(R @ DEFAULT_ROTATION.T)`` where ``R`` is the tool frame's rotation in the base
-frame, ``DEFAULT_ROTATION`` is the gripper pointing straight down, and euler angles are
-``(roll, pitch, yaw)`` with ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``. A rotation action
-``(droll, dpitch, dyaw)`` is applied about the tool point in base-frame axes:
-``R_next = euler_to_rotation(d) @ R``.
+The rotation conventions (Bridge euler angles, ``so3_log``/``so3_exp``) live in
+:mod:`vgps_widowx.robot.rotations` and are re-exported here. :func:`kinematic_model` builds the
+bare arm from :mod:`vgps_widowx.robot.description`, so the real arm's IK and the simulator's
+controller solve on the same geometry.
 
 Usage::
 
-    kin = ArmKinematics(model)
+    kin = ArmKinematics(kinematic_model())          # or the simulator's scene model
     pos, rot = kin.forward(q)                       # q: (6,) arm joints, rad
     result = kin.solve(target_pos, target_rot, q)   # damped least squares from q
 """
@@ -22,95 +20,33 @@ import mujoco
 import numpy as np
 
 from vgps_widowx.robot import description as robot
+from vgps_widowx.robot.rotations import (
+    DEFAULT_ROTATION,
+    euler_to_rotation,
+    rotation_angle,
+    rotation_to_euler,
+    so3_exp,
+    so3_log,
+    state_euler,
+    state_rotation,
+)
 
-# Tool frame pointing straight down: tool x -> -z (base), tool y -> +y, tool z -> +x.
-DEFAULT_ROTATION = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+__all__ = [
+    "DEFAULT_ROTATION",
+    "IK_DAMPING",
+    "ArmKinematics",
+    "IKResult",
+    "euler_to_rotation",
+    "kinematic_model",
+    "rotation_angle",
+    "rotation_to_euler",
+    "so3_exp",
+    "so3_log",
+    "state_euler",
+    "state_rotation",
+]
 
-
-def euler_to_rotation(euler: np.ndarray) -> np.ndarray:
-    """Rotation ``Rz(yaw) @ Ry(pitch) @ Rx(roll)``.
-
-    Args:
-        euler: (3,) roll, pitch, yaw in radians.
-
-    Returns:
-        (3, 3) rotation matrix.
-    """
-    r, p, y = (float(v) for v in euler)
-    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
-    return np.array(
-        [
-            [cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-            [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-            [-sp, cp * sr, cp * cr],
-        ]
-    )
-
-
-def rotation_to_euler(rot: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`euler_to_rotation` (pitch in [-pi/2, pi/2]).
-
-    Args:
-        rot: (3, 3) rotation matrix.
-
-    Returns:
-        (3,) roll, pitch, yaw in radians.
-    """
-    sy = np.hypot(rot[0, 0], rot[1, 0])
-    if sy > 1e-6:
-        return np.array(
-            [
-                np.arctan2(rot[2, 1], rot[2, 2]),
-                np.arctan2(-rot[2, 0], sy),
-                np.arctan2(rot[1, 0], rot[0, 0]),
-            ]
-        )
-    return np.array([np.arctan2(-rot[1, 2], rot[1, 1]), np.arctan2(-rot[2, 0], sy), 0.0])
-
-
-def state_euler(rot: np.ndarray) -> np.ndarray:
-    """Bridge state orientation of a tool rotation: euler angles relative to pointing down.
-
-    Args:
-        rot: (3, 3) tool rotation in the base frame.
-
-    Returns:
-        (3,) roll, pitch, yaw (rad); zeros when the gripper points straight down.
-    """
-    return rotation_to_euler(rot @ DEFAULT_ROTATION.T)
-
-
-def state_rotation(euler: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`state_euler`: (3,) Bridge euler angles to a (3, 3) tool rotation."""
-    return euler_to_rotation(euler) @ DEFAULT_ROTATION
-
-
-def so3_log(rot: np.ndarray) -> np.ndarray:
-    """Rotation vector (axis * angle) of a (3, 3) rotation matrix; returns (3,)."""
-    cos = np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0)
-    angle = float(np.arccos(cos))
-    vee = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
-    if angle < 1e-7:
-        return 0.5 * vee
-    if np.pi - angle < 1e-4:
-        # Near pi: take the axis from the symmetric part.
-        sym = (rot + np.eye(3)) / 2.0
-        axis = sym[:, int(np.argmax(np.diag(sym)))]
-        axis = axis / np.linalg.norm(axis)
-        if np.dot(axis, vee) < 0:
-            axis = -axis
-        return axis * angle
-    return vee * (angle / (2.0 * np.sin(angle)))
-
-
-def so3_exp(vec: np.ndarray) -> np.ndarray:
-    """Rotation matrix (3, 3) of a (3,) rotation vector (Rodrigues' formula)."""
-    angle = float(np.linalg.norm(vec))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = np.asarray(vec, float) / angle
-    kx = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + np.sin(angle) * kx + (1.0 - np.cos(angle)) * (kx @ kx)
+IK_DAMPING = 0.05  # DLS lambda of the arm's IK, sim controller and real driver alike
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,12 +72,14 @@ class ArmKinematics:
     The simulation's own ``MjData`` is never touched, so solving IK does not disturb physics.
 
     Args:
-        model: compiled model holding the arm (joint names from :mod:`robot`).
+        model: compiled model holding the arm (names from :mod:`~vgps_widowx.robot.description`).
         damping: DLS damping lambda.
         rot_weight: weight of orientation error (rad) relative to position error (m).
     """
 
-    def __init__(self, model: mujoco.MjModel, damping: float = 0.05, rot_weight: float = 0.3):
+    def __init__(
+        self, model: mujoco.MjModel, damping: float = IK_DAMPING, rot_weight: float = 0.3
+    ):
         if damping <= 0:
             raise ValueError(f"damping={damping!r}: must be > 0")
         if rot_weight <= 0:
@@ -240,7 +178,7 @@ class ArmKinematics:
         return best
 
 
-def kinematic_model():
+def kinematic_model() -> mujoco.MjModel:
     """MuJoCo model of the bare arm (the sim's MJCF, built from the facts) for FK/IK only."""
     xml = (
         '<mujoco model="wx250s_kinematics">'

@@ -25,9 +25,9 @@ import mujoco
 import numpy as np
 
 from vgps_widowx.robot.camera import CameraModel
+from vgps_widowx.robot.description import BASE_BODY
 from vgps_widowx.sim import scene
 
-BASE_BODY = "base_link"
 _MJ_TO_OPTICAL = np.diag([1.0, -1.0, -1.0])  # MuJoCo camera axes (x right, y up, z back)
 
 

@@ -26,11 +26,11 @@ import numpy as np
 from vgps_widowx.robot import description as robot
 from vgps_widowx.robot import kinematics
 
-ACTION_DIM = 7
+ACTION_DIM = robot.ACTION_DIM  # Bridge's action layout and bounds, from the robot model
+ACTION_LOW = robot.ACTION_LOW
+ACTION_HIGH = robot.ACTION_HIGH
 _POSITION_FIRST = 2e-3  # IK position error (m) above which orientation gives way to position
 _ROTATION_REACHED = 0.02  # IK orientation error (rad) below which a target counts as reached
-ACTION_LOW = np.array([-0.05, -0.05, -0.05, -0.25, -0.25, -0.25, 0.0])
-ACTION_HIGH = np.array([0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 1.0])
 
 
 def _check_vec(name: str, value: tuple[float, ...], n: int) -> None:
@@ -45,15 +45,15 @@ class ControlConfig:
     step_duration: float = 0.2  # seconds of physics per action (5 Hz like BridgeData)
     ik_rate_hz: float = 50.0  # IK re-solve rate along the interpolated target
     interp_fraction: float = 0.5  # share of the step spent moving the target; the rest holds it
-    max_translation: float = 0.05  # |dx|, |dy|, |dz| bound per step (m), Bridge action bound
-    max_rotation: float = 0.25  # |droll|, |dpitch|, |dyaw| bound per step (rad)
-    workspace_low: tuple[float, float, float] = (0.10, -0.20, 0.008)  # tool position box (m)
-    workspace_high: tuple[float, float, float] = (0.45, 0.25, 0.25)
+    max_translation: float = robot.MAX_TRANSLATION  # |dx|, |dy|, |dz| bound per step (m)
+    max_rotation: float = robot.MAX_ROTATION  # |droll|, |dpitch|, |dyaw| bound per step (rad)
+    workspace_low: tuple[float, float, float] = robot.WORKSPACE_LOW  # tool position box (m)
+    workspace_high: tuple[float, float, float] = robot.WORKSPACE_HIGH
     euler_low: tuple[float, float, float] = (-0.6, -0.6, -1.6)  # state roll/pitch/yaw bounds
     euler_high: tuple[float, float, float] = (0.6, 0.6, 1.6)
-    resync_distance: float = 0.03  # restart from the measured pose when it lags this far (m)
+    resync_distance: float = robot.RESYNC_DISTANCE  # lag (m) that restarts from the measured pose
     resync_angle: float = 0.3  # ... or this far in orientation (rad)
-    ik_damping: float = 0.05  # DLS lambda
+    ik_damping: float = kinematics.IK_DAMPING  # DLS lambda
     ik_iters: int = 20  # IK iterations per re-solve
 
     def __post_init__(self) -> None:
@@ -242,7 +242,7 @@ class ArmController:
         start_pos, start_rot = self._target_pos, self._target_rot
         ee_pos, ee_rot = self.ee_pose()
         drift_p = float(np.linalg.norm(ee_pos - start_pos))
-        drift_r = float(np.linalg.norm(kinematics.so3_log(ee_rot @ start_rot.T)))
+        drift_r = kinematics.rotation_angle(ee_rot, start_rot)
         resynced = drift_p > cfg.resync_distance or drift_r > cfg.resync_angle
         if resynced:
             start_pos, start_rot = ee_pos, ee_rot

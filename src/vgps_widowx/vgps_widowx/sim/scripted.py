@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from vgps_widowx.robot import kinematics
+from vgps_widowx.robot import description as robot
+from vgps_widowx.robot import rotations
 from vgps_widowx.sim import scene, tasks
 
 PHASES = ("approach", "descend", "grasp", "lift", "carry", "lower", "release", "retreat", "done")
@@ -169,8 +170,8 @@ def plan_waypoint(
 def waypoint_action(
     state: dict[str, Any],
     waypoint: Waypoint,
-    max_translation: float = 0.05,
-    max_rotation: float = 0.25,
+    max_translation: float = robot.MAX_TRANSLATION,
+    max_rotation: float = robot.MAX_ROTATION,
 ) -> np.ndarray:
     """One bounded Bridge action that moves the tool towards a waypoint, pointing down.
 
@@ -189,13 +190,13 @@ def waypoint_action(
     pos = state.get("ee_command_pos", state["ee_pos"])
     euler = state.get("ee_command_euler", state["ee_euler"])
     delta = np.clip(waypoint.pos - np.asarray(pos, float), -max_translation, max_translation)
-    current = kinematics.euler_to_rotation(euler)
-    goal = kinematics.euler_to_rotation([0.0, 0.0, waypoint.yaw])
-    rotvec = kinematics.so3_log(goal @ current.T)
-    rot = kinematics.rotation_to_euler(kinematics.so3_exp(rotvec))
+    current = rotations.euler_to_rotation(euler)
+    goal = rotations.euler_to_rotation([0.0, 0.0, waypoint.yaw])
+    rotvec = rotations.so3_log(goal @ current.T)
+    rot = rotations.rotation_to_euler(rotations.so3_exp(rotvec))
     scale = np.max(np.abs(rot)) / max_rotation
     if scale > 1.0:
-        rot = kinematics.rotation_to_euler(kinematics.so3_exp(rotvec / scale))
+        rot = rotations.rotation_to_euler(rotations.so3_exp(rotvec / scale))
     return np.concatenate([delta, rot, [waypoint.gripper]])
 
 

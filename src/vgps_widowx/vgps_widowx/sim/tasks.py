@@ -17,6 +17,7 @@ import dataclasses
 import mujoco
 import numpy as np
 
+from vgps_widowx.robot import description as robot
 from vgps_widowx.sim import scene
 
 REACH_LOW = (0.20, -0.10)  # (x, y) corner of the region where task props are placed (m)
@@ -220,10 +221,10 @@ class SceneIndex:
             for p, b in self.body.items()
         }
         self.table = model.geom(scene.TABLE_GEOM).id
-        base = model.body("base_link").id
+        base = model.body(robot.BASE_BODY).id
         robot_bodies = [b for b in range(model.nbody) if _has_ancestor(model, b, base)]
         self.robot_geoms = frozenset(np.flatnonzero(np.isin(model.geom_bodyid, robot_bodies)))
-        self.pads = frozenset((model.geom("left_pad").id, model.geom("right_pad").id))
+        self.pads = frozenset(model.geom(name).id for name in robot.PAD_GEOMS)
 
     def place(self, data: mujoco.MjData, layout: dict[str, tuple[np.ndarray, float]]) -> None:
         """Writes prop poses (resting on the table, or parked under it) into ``data.qpos``."""

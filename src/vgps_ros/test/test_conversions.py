@@ -1,4 +1,5 @@
-"""numpy <-> ActionCandidates / ScoredCandidates / Image: round trips and every rejection class."""
+"""numpy <-> ActionCandidates / ScoredCandidates / Image / sim state: round trips and every
+rejection class; the input guard's stamp checks and rejection log."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from vgps_ros.conversions import (
     image_to_msg,
     scored_from_msg,
     scored_to_msg,
+    sim_state_from_msg,
+    sim_state_to_msg,
     stamp_from_ns,
     stamp_to_ns,
 )
 from vgps_ros.input_guard import MessageError, RejectionLog, check_stamp
+
+pytestmark = pytest.mark.ros
 
 STAMP = 1_700_000_000_123_456_789
 
@@ -158,3 +163,15 @@ def test_rejection_log_reports_first_of_each_class_then_rate_limits():
     assert log.add("b", "y", now=0.2)
     assert log.add("a", "x", now=1.5)
     assert log.counts == {"a": 3, "b": 1} and log.total == 4 and log.last == ("a", "x")
+
+
+def test_sim_state_round_trip_restores_arrays():
+    state = {"task": "carrot_on_plate", "step": 3, "ee_pos": np.array([0.1, 0.2, 0.3]),
+             "object_grasped": np.bool_(True),
+             "objects": {"carrot": {"pos": np.zeros(3), "quat": np.array([1.0, 0, 0, 0])}}}
+    stamp, back = sim_state_from_msg(sim_state_to_msg(state, 77))
+    assert stamp == 77 and back["task"] == "carrot_on_plate" and back["object_grasped"] is True
+    np.testing.assert_array_equal(back["ee_pos"], state["ee_pos"])
+    assert isinstance(back["objects"]["carrot"]["quat"], np.ndarray)
+    with pytest.raises(MessageError, match="bad_sim_state"):
+        sim_state_from_msg(type(sim_state_to_msg(state, 1))(data="{not json"))
