@@ -12,7 +12,6 @@ import itertools
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,15 +46,6 @@ CANDIDATE_CLASSES = ("nan_actions", "bad_k", "bad_dims", "bad_length", "bad_hori
 SCORED_CLASSES = ("nan_q", "bad_q", "nan_actions", "bad_k", "bad_dims", "bad_length",
                   "stamp_mismatch", "empty_instruction", "stale", "future_stamp",
                   "duplicate_step", "unsafe_action")
-
-
-@pytest.fixture(scope="module")
-def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli.main import main
-
-    out = tmp_path_factory.mktemp("critic") / "random_sim"
-    assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0
-    return out
 
 
 def _floats(values) -> array.array:

@@ -48,15 +48,6 @@ EXECUTING = ("argmax", "softmax", "fallback")
 VGPS = str(Path(sys.executable).parent / "vgps")
 
 
-@pytest.fixture(scope="module")
-def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli.main import main
-
-    out = tmp_path_factory.mktemp("critic") / "random_sim"
-    assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0
-    return out
-
-
 class Probe:
     """A test node in its own rclpy context that records what the graph publishes."""
 

@@ -140,15 +140,6 @@ def test_graph_monitor_summary_from_messages():
 
 
 # -- against a running graph ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli.main import main
-
-    out = tmp_path_factory.mktemp("critic") / "random_sim"
-    assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0
-    return out
-
-
 def _env() -> dict[str, str]:
     env = os.environ.copy()
     env.setdefault("MUJOCO_GL", "egl")

@@ -247,15 +247,6 @@ def test_sigkilled_recorder_leaves_a_readable_bag(tmp_path):
 # -- vgps up --record ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def critic_dir(tmp_path_factory) -> Path:
-    from vgps.cli.main import main
-
-    out = tmp_path_factory.mktemp("critic") / "random_sim"
-    assert main(["critic", "init", "--config", "sim", "--out", str(out)]) == 0
-    return out
-
-
 @pytest.mark.timeout(420)
 def test_vgps_up_records_a_sim_episode(critic_dir, tmp_path):
     out, bag = tmp_path / "up", tmp_path / "bag"

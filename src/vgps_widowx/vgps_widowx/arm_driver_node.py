@@ -44,7 +44,7 @@ from vgps_ros.runtime import spin
 from vgps_widowx.episode_runner import EpisodeRunner, RunnerConfig
 from vgps_widowx.ros_conversions import episode_msg, joint_state_msg, selected_actions
 
-BACKENDS = ("sim", "interbotix")
+BACKENDS = ("sim", "interbotix")  # of vgps_widowx.arms.BACKENDS, offered as `backend`
 FRAME_WAIT_S = 0.5  # real arm: how long to wait for a camera frame taken after the action
 
 
@@ -320,7 +320,7 @@ def _connect_arm(backend: str, config: RunnerConfig, image_size: int):
         env_config = SimEnvConfig(task=config.task, image_size=(image_size, image_size))
         arm = make_arm("sim", env_config=env_config, task=config.task, seed=config.seed)
     else:
-        arm = make_arm("interbotix")
+        arm = make_arm(backend)
     arm.connect()
     return arm
 
