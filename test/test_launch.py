@@ -3,9 +3,12 @@
 Where ``launch_ros`` is importable (a full ROS 2 install) ``generate_launch_description()`` is
 run; everywhere the file is checked statically: it is parsed with ``ast``, imports
 ``launch``/``launch_ros`` only inside ``generate_launch_description``, takes its nodes from
-``vgps.graph.description.describe``, and every node's executable is a console script of its
-package (in its
-pyproject.toml for pip and its setup.py for colcon) that is installed here.
+``vgps.graph.description.describe``, passes their parameters through ``typed_parameters`` with
+``ParameterValue`` and ``NODE_ENV`` as each node's environment, and every node's executable is a
+console script of its package (in its pyproject.toml for pip and its setup.py for colcon) that
+is installed here. The file's pure helpers (the typing of string parameters, the critic lookup)
+run here against a stand-in ``ParameterValue``; docs/launch_check.md records the file run by
+launch's own ``LaunchService`` over a colcon install.
 """
 
 from __future__ import annotations
@@ -97,3 +100,81 @@ def test_generate_launch_description_runs():  # pragma: no cover - needs a full 
     description = module.generate_launch_description()
     declared = {a.name for a in description.entities if hasattr(a, "default_value")}
     assert set(LAUNCH_ARGUMENTS) <= declared
+
+
+def _launch_module():
+    spec = importlib.util.spec_from_file_location("steer_widowx_launch_pure", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # no launch/launch_ros import at module level
+    return module
+
+
+class _ParameterValue:
+    """Stand-in for launch_ros.parameter_descriptions.ParameterValue (records its arguments)."""
+
+    def __init__(self, value, *, value_type=None):
+        self.value, self.value_type = value, value_type
+
+
+def test_node_parameters_go_through_typed_parameters_and_every_node_gets_node_env():
+    tree = _tree()
+    [func] = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+              and n.name == "generate_launch_description"]
+    imports = {(n.module, a.name) for n in ast.walk(func) if isinstance(n, ast.ImportFrom)
+               for a in n.names}
+    assert ("launch_ros.parameter_descriptions", "ParameterValue") in imports
+    node_call = next(n for n in ast.walk(func) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Name) and n.func.id == "Node")
+    keywords = {k.arg: k.value for k in node_call.keywords}
+    [typed] = keywords["parameters"].elts
+    assert isinstance(typed, ast.Call) and typed.func.id == "typed_parameters"
+    assert [a.id for a in typed.args if isinstance(a, ast.Name)] == ["ParameterValue"]
+    assert "NODE_ENV" in {n.id for n in ast.walk(keywords["additional_env"])
+                          if isinstance(n, ast.Name)}
+    assert _launch_module().NODE_ENV["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+def test_typed_parameters_wraps_strings_and_string_lists_only():
+    typed = _launch_module().typed_parameters(
+        {"instruction": "put x: here", "flag": "yes", "topics": ["camera/image_raw", "on"],
+         "k": 10, "beta": 0.0, "pre_encode": True, "camera_xyz": [0.0, 0.1, 0.2], "empty": []},
+        _ParameterValue)
+    assert (typed["instruction"].value, typed["instruction"].value_type) == ("put x: here", str)
+    assert (typed["flag"].value, typed["flag"].value_type) == ("yes", str)
+    assert typed["topics"].value == ["camera/image_raw", "on"]
+    assert typed["topics"].value_type == list[str]
+    assert {k: typed[k] for k in ("k", "beta", "pre_encode", "camera_xyz", "empty")} == {
+        "k": 10, "beta": 0.0, "pre_encode": True, "camera_xyz": [0.0, 0.1, 0.2], "empty": []}
+
+
+def test_every_string_parameter_of_the_graph_is_typed(tmp_path):
+    graph = describe({"instruction": "put x: here", "overlay": "true",
+                      "record": str(tmp_path / "bag")})
+    for node in graph.nodes:
+        typed = _launch_module().typed_parameters(node.parameters, _ParameterValue)
+        for name, value in node.parameters.items():
+            if isinstance(value, str):
+                assert typed[name].value_type is str, f"{node.name}.{name}"
+
+
+def test_relative_critic_resolves_in_the_share_directory_first(tmp_path):
+    resolve = _launch_module().resolve_critic
+    share, cwd = tmp_path / "share", tmp_path / "cwd"
+    (share / "models" / "sim_critic").mkdir(parents=True)
+    (cwd / "mine").mkdir(parents=True)
+    assert resolve("models/sim_critic", share, cwd) == str(share / "models" / "sim_critic")
+    assert resolve("mine", share, cwd) == str(cwd / "mine")
+    assert resolve("/abs/critic", share, cwd) == "/abs/critic"
+    # Nowhere: the share-directory path, which the critic node then names in its error.
+    assert resolve("missing", share, cwd) == str(share / "missing")
+    (cwd / "models" / "sim_critic").mkdir(parents=True)
+    assert resolve("models/sim_critic", share, cwd) == str(share / "models" / "sim_critic")
+
+
+def test_the_default_critic_is_installed_with_the_launch_file():
+    from vgps.graph.description import load_config
+
+    default = load_config(ROOT / "config" / "steer_widowx.yaml")["critic_node"]["critic"]
+    assert not Path(default).is_absolute() and (ROOT / default / "card.json").is_file()
+    setup_py = (ROOT / "setup.py").read_text()
+    assert f'"{default}"' in setup_py, "setup.py does not install the default critic"

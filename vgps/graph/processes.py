@@ -40,13 +40,15 @@ def isolate(env: Mapping[str, str]) -> dict[str, str]:
     """A copy of ``env`` with ROS isolation and headless rendering set where unset.
 
     Sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, a random ``ROS_DOMAIN_ID`` in 1..100,
-    ``MUJOCO_GL=egl`` and ``PYTHONUNBUFFERED=1``; ``env`` itself is left unchanged.
+    ``MUJOCO_GL=egl``, ``PYTHONUNBUFFERED=1`` and ``XLA_PYTHON_CLIENT_PREALLOCATE=false`` (every
+    JAX process of the graph leaves GPU memory to the others); ``env`` itself is left unchanged.
     """
     env = dict(env)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     env.setdefault("MUJOCO_GL", "egl")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     return env
 
 

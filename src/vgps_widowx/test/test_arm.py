@@ -3,8 +3,6 @@
 import ast
 import subprocess
 import sys
-import threading
-import types
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +11,6 @@ import pytest
 from vgps_widowx.arms import ArmBackend, ArmUnavailableError, SimArm, make_arm
 from vgps_widowx.arms.interbotix import INTERBOTIX_INSTALL_HINT
 from vgps_widowx.robot import description as robot
-from vgps_widowx.robot import kinematics
-from vgps_widowx.robot.kinematics import kinematic_model
 from vgps_widowx.safety import SafetyConfig
 from vgps_widowx.sim import SimEnvConfig
 
@@ -174,88 +170,7 @@ def test_interbotix_without_the_package_names_the_install(monkeypatch):
         make_arm("ur5")
 
 
-class _FakeBot:
-    """Just the surface of ``InterbotixManipulatorXS`` the backend uses; tracks perfectly."""
-
-    def __init__(self, **kwargs):
-        self.kwargs, self.sent, self.gripper_calls = kwargs, [], []
-        names = [*robot.ARM_JOINTS, "left_finger", "right_finger"]
-        state = types.SimpleNamespace(name=names, position=[*robot.NEUTRAL_POSE, 0.037, -0.037])
-        self.core = types.SimpleNamespace(
-            joint_states=state,
-            js_index_map={n: i for i, n in enumerate(names)},
-            js_mutex=threading.Lock(),
-        )
-        info = types.SimpleNamespace(joint_names=list(robot.ARM_JOINTS))
-        self.arm = types.SimpleNamespace(group_info=info, set_joint_positions=self._set)
-        self.gripper = types.SimpleNamespace(
-            release=lambda delay: self.gripper_calls.append(("release", delay)),
-            grasp=lambda delay: self.gripper_calls.append(("grasp", delay)),
-        )
-        self.shut = False
-
-    def _set(self, positions, moving_time=None, accel_time=None, blocking=True):
-        self.sent.append((list(positions), moving_time))
-        self.core.joint_states.position[:6] = positions
-        return True
-
-    def shutdown(self):
-        self.shut = True
-
-
-@pytest.fixture
-def fake_interbotix(monkeypatch):
-    pkg = types.ModuleType("interbotix_xs_modules")
-    sub = types.ModuleType("interbotix_xs_modules.xs_robot")
-    mod = types.ModuleType("interbotix_xs_modules.xs_robot.arm")
-    mod.InterbotixManipulatorXS = _FakeBot
-    pkg.xs_robot, sub.arm = sub, mod
-    for name, module in [(m.__name__, m) for m in (pkg, sub, mod)]:
-        monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.setitem(sys.modules, "interbotix_common_modules", None)  # older API path
-
-
-def test_interbotix_solves_ik_and_sends_joint_targets(fake_interbotix):
-    arm = make_arm("interbotix")
-    kin = kinematics.ArmKinematics(kinematic_model())
-    np.testing.assert_allclose(kin.forward(np.zeros(6))[0], [0.458325, 0.0, 0.36065], atol=1e-6)
-    np.testing.assert_allclose(kin.lower, robot.ARM_LOWER)  # radians, not degrees
-    np.testing.assert_allclose(kin.upper, robot.ARM_UPPER)
-    with arm:
-        bot = arm.bot
-        assert (
-            arm.connected
-            and bot.kwargs["robot_model"] == "wx250s"
-            and bot.kwargs["group_name"] == "arm"
-        )
-        arm.reset("neutral")
-        assert bot.sent[-1][1] == arm.config.reset_move_time
-        assert np.linalg.norm(arm.ee_pose()[0] - NEUTRAL_EE) < 0.01
-        start = arm.ee_pose()[0]
-        result = arm.apply(np.array([0.0, 0.0, -0.2, 0.0, 0.0, 0.0, 0.2]))
-        assert result.ok and result.action[2] == pytest.approx(-LIMIT)
-        assert bot.sent[-1][1] == arm.config.move_time
-        np.testing.assert_allclose(arm.ee_pose()[0] - start, [0, 0, -LIMIT], atol=1e-3)
-        assert bot.gripper_calls == [("release", 0.0), ("grasp", 0.0)]
-        n_sent = len(bot.sent)
-        assert not arm.apply(np.array([0, 0, np.inf, 0, 0, 0, 1.0])).ok
-        assert not arm.apply(np.zeros(3)).ok
-        assert len(bot.sent) == n_sent and arm.faults() == []
-    assert bot.shut and arm.bot is None
-
-
-def test_interbotix_refuses_unreachable_targets(fake_interbotix):
-    arm = make_arm("real", safety=SafetyConfig(workspace_high=(0.9, 0.9, 0.9)))
-    with arm:
-        arm.reset("neutral")
-        n_sent = len(arm.bot.sent)
-        for _ in range(20):  # walk out along x until the arm cannot follow
-            result = arm.apply(np.array([0.05, 0, 0.05, 0, 0, 0, 1.0]))
-            if not result.ok:
-                break
-        assert not result.ok and result.reasons[-1].startswith("command_refused:")
-        assert arm.faults()[-1].startswith("command_refused:")
-        assert len(arm.bot.sent) - n_sent < 20
+# The backend itself: test_interbotix.py, against a fake of Interbotix's API and driver.
 
 
 # -------------------------------------------------------------------------------------------
@@ -314,19 +229,3 @@ def test_fuzz_malformed_actions_never_escape_or_move_unsafely(arm):
     assert escaped == []
     assert 150 < executed < 500
     assert arm.faults() == []
-
-
-def test_interbotix_newer_api_starts_and_stops_the_global_node(fake_interbotix, monkeypatch):
-    calls = []
-    common = types.ModuleType("interbotix_common_modules")
-    sub = types.ModuleType("interbotix_common_modules.common_robot")
-    mod = types.ModuleType("interbotix_common_modules.common_robot.robot")
-    mod.robot_startup = lambda: calls.append("startup")
-    mod.robot_shutdown = lambda: calls.append("shutdown")
-    common.common_robot, sub.robot = sub, mod
-    for module in (common, sub, mod):
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-    with make_arm("interbotix") as arm:
-        bot = arm.bot
-        assert calls == ["startup"]
-    assert calls == ["startup", "shutdown"] and not bot.shut

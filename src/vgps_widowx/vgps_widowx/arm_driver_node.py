@@ -21,7 +21,11 @@ decision. The real arm has no camera of its own: frames from ``camera/source`` (
 camera driver's topic) are forwarded, the first one stamped after the action finished.
 
 Services: ``vgps/start_episode`` (next episode, aborting a running one as failed) and
-``vgps/reset`` (neutral pose) - std_srvs/Trigger.
+``vgps/reset`` (the reset pose) - std_srvs/Trigger.
+
+Real arm: every setting is a parameter; Interbotix's node lives in its own context
+(:class:`OwnContext`); no driver within ``connect_timeout_s`` fails configure. A failed reset
+is a failed episode and an ERROR on ``/diagnostics``; the node keeps running.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import os
 import threading
 import time
 
+import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
@@ -40,12 +46,20 @@ from vgps_ros import qos
 from vgps_ros.conversions import image_from_msg, image_to_msg, sim_state_to_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError
 from vgps_ros.lifecycle import ManagedNode, Param, Update
-from vgps_ros.runtime import spin
-from vgps_widowx.episode_runner import EpisodeRunner, RunnerConfig
+from vgps_ros.runtime import ERROR, diagnostic, spin
+from vgps_widowx.arms.interbotix_config import REAL_ARM_SETTINGS, real_arm_configs
+from vgps_widowx.episode_runner import (
+    EpisodeRunner,
+    EpisodeStartError,
+    RunnerConfig,
+    connect_backend,
+)
+from vgps_widowx.robot import description as robot
 from vgps_widowx.ros_conversions import episode_msg, joint_state_msg, selected_actions
 
 BACKENDS = ("sim", "interbotix")  # of vgps_widowx.arms.BACKENDS, offered as `backend`
 FRAME_WAIT_S = 0.5  # real arm: how long to wait for a camera frame taken after the action
+REAL_ARM_PARAMETERS = tuple(Param(*spec, live=False) for spec in REAL_ARM_SETTINGS)
 
 
 class ArmDriverNode(ManagedNode):
@@ -71,11 +85,15 @@ class ArmDriverNode(ManagedNode):
         Param("startup_timeout_s", 30.0, "after activation the first episode waits until policy "
               "and critic subscribe to the camera and a selector publishes, at most this long",
               range=(0.0, 600.0)),
+        Param("reset_pose", "neutral", "real arm: named pose each episode starts from",
+              choices=tuple(robot.NAMED_POSES), live=False),
+        *REAL_ARM_PARAMETERS,
     )
     CONFIGURED_BY = "backend"
+    DIAGNOSTICS = True
 
-    def __init__(self, name: str = "arm_driver"):
-        super().__init__(name)
+    def __init__(self, name: str = "arm_driver", **kwargs):
+        super().__init__(name, **kwargs)
         self._exec_group = MutuallyExclusiveCallbackGroup()
         self._lock = threading.Lock()  # one motion or observation at a time
         self._runner: EpisodeRunner | None = None
@@ -100,11 +118,14 @@ class ArmDriverNode(ManagedNode):
     def configure(self) -> None:
         config = RunnerConfig(task=self.param("task"), episodes=self.param("episodes"),
                               seed=self.param("seed"), max_steps=self.param("max_steps"),
-                              instruction=self.param("instruction"))
+                              instruction=self.param("instruction"),
+                              reset_pose=self.param("reset_pose"))
+        real = self._real_arm() if self.param("backend") != "sim" else {}
+        self._fault = ""
         # The backend lives on one thread: MuJoCo's EGL context is current in one thread only.
         self._arm_thread = self.worker("arm")
-        arm = self.hold(self._on_arm(_connect_arm, self.param("backend"), config,
-                                     int(self.param("image_size"))),
+        arm = self.hold(self._on_arm(connect_backend, self.param("backend"), config,
+                                     int(self.param("image_size")), real),
                         lambda a: self._on_arm(a.disconnect))
         has_camera = self._on_arm(arm.camera_image) is not None
         self.own("_runner", EpisodeRunner(arm, config))
@@ -126,6 +147,19 @@ class ArmDriverNode(ManagedNode):
         self.service(Trigger, qos.RESET_ARM, self._on_reset, callback_group=self._exec_group)
         self.timer(0.05, self._on_timer, callback_group=self._exec_group)
         self.get_logger().info(f"backend {self.param('backend')} connected; task {config.task}")
+
+    def _real_arm(self) -> dict:
+        """The real arm's settings from the parameters (ValueError names a bad one)."""
+        values = {spec[0]: self.param(spec[0]) for spec in REAL_ARM_SETTINGS}
+        return {**real_arm_configs(values), "ros": OwnContext()}
+
+    def publish_diagnostics(self, fresh: bool = False) -> None:
+        """ERROR while the last episode could not start, else the base's status."""
+        if getattr(self, "_fault", ""):
+            self._diag_pub.publish(diagnostic(self, ERROR, self._fault,
+                                              {"status": self.status, "episode_error": "1"}))
+            return
+        super().publish_diagnostics(fresh)
 
     def activate(self) -> None:
         with self._lock:
@@ -213,15 +247,27 @@ class ArmDriverNode(ManagedNode):
         if remaining > 0:
             time.sleep(remaining)
 
-    def _start_episode(self) -> None:
+    def _start_episode(self) -> bool:
+        """Starts the next episode; a failed start is a failed episode (the node keeps running)."""
         runner = self._runner
-        instruction = self._on_arm(runner.start_episode)
+        try:
+            instruction = self._on_arm(runner.start_episode)
+        except EpisodeStartError as exc:
+            self._fault = str(exc)
+            self.get_logger().error(f"{exc}; call vgps/start_episode to try again")
+            self._episode_event(EpisodeStatus.EVENT_FAILED, 0, False)
+            self.publish_diagnostics()
+            return False
+        if self._fault:
+            self._fault = ""
+            self.publish_diagnostics()
         if instruction:
             self._pubs["instruction"].publish(String(data=instruction))
         self._episode_event(EpisodeStatus.EVENT_STARTED, 0, False)
         self.get_logger().info(f"episode {runner.episode} started: {runner.config.task} "
                                f"({instruction!r})")
         self._observe()
+        return True
 
     def _observe(self) -> None:
         """Publishes sim state, joints and a camera image, all stamped alike (lock held).
@@ -233,7 +279,7 @@ class ArmDriverNode(ManagedNode):
         """
         runner = self._runner
         frame_id = self.param("camera_frame")
-        state, own, joints, gripper = self._on_arm(_capture, runner)
+        state, own, joints, gripper = self._on_arm(runner.capture)
         if own is not None:
             stamp_ns = self.get_clock().now().nanoseconds
             if state is not None:
@@ -288,9 +334,9 @@ class ArmDriverNode(ManagedNode):
             if runner.running:
                 runner.stop()
                 self._episode_event(EpisodeStatus.EVENT_FAILED, runner.step, False)
-            self._start_episode()
-        response.success = True
-        response.message = f"episode {runner.episode} started"
+            response.success = self._start_episode()
+        response.message = (f"episode {runner.episode} started" if response.success
+                            else self._fault)
         return response
 
     def _on_reset(self, request, response):
@@ -300,35 +346,49 @@ class ArmDriverNode(ManagedNode):
             return response
         with self._lock:
             try:
-                self._on_arm(runner.arm.reset, "neutral")
+                self._on_arm(runner.arm.reset, runner.config.reset_pose)
             except (RuntimeError, ValueError) as exc:
                 response.success, response.message = False, str(exc)
                 return response
             if self.active and runner.running:
                 self._observe()
-        response.success, response.message = True, "arm at the neutral pose"
+        response.success, response.message = True, f"arm at the {runner.config.reset_pose} pose"
         return response
 
 
-def _connect_arm(backend: str, config: RunnerConfig, image_size: int):
-    """Builds and connects the backend (on the backend's thread)."""
-    from vgps_widowx.arms import make_arm
+class OwnContext:
+    """The Interbotix backend's own rclpy context, node and executor (its ``RosSession``).
+    Interbotix's API spins the default context while it builds the robot (it must be
+    initialised, as this node's is); its node lives here and nothing shuts the default down."""
 
-    if backend == "sim":
-        from vgps_widowx.sim import SimEnvConfig
+    _context = _node = _executor = _thread = None
 
-        env_config = SimEnvConfig(task=config.task, image_size=(image_size, image_size))
-        arm = make_arm("sim", env_config=env_config, task=config.task, seed=config.seed)
-    else:
-        arm = make_arm(backend)
-    arm.connect()
-    return arm
+    def open(self, node_class: type, name: str):
+        if not rclpy.ok():
+            raise RuntimeError("Interbotix's API spins the default rclpy context while it "
+                               "starts: call rclpy.init() first")
+        self.close()
+        self._context = rclpy.Context()
+        rclpy.init(context=self._context)
+        self._node = node_class(node_name=name, context=self._context)
+        return self._node
 
+    def spin(self) -> None:
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self._node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
 
-def _capture(runner: EpisodeRunner):
-    """(sim state or None, own camera frame or None, joints (6,), gripper) - backend thread."""
-    arm = runner.arm
-    return runner.privileged_state(), runner.camera_image(), arm.joints(), arm.gripper()
+    def close(self) -> None:
+        if self._context is None:
+            return
+        if self._executor is not None:
+            self._executor.shutdown()
+        self._node.destroy_node()
+        rclpy.try_shutdown(context=self._context)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self._context = self._node = self._executor = self._thread = None
 
 
 def main(args: list[str] | None = None) -> None:

@@ -23,11 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vgps_widowx.robot.description import NAMED_POSES
+
 if TYPE_CHECKING:  # the arm module imports MuJoCo; nodes import it only at configure
     from vgps_widowx.arms.base import ArmBackend
 
 EXECUTABLE = ("argmax", "softmax", "fallback")
 REAL_MAX_STEPS = 120  # step budget on the real arm when none is configured (24 s at 5 Hz)
+
+
+class EpisodeStartError(RuntimeError):
+    """An episode could not start (the reset failed); it counts as a failed episode."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +45,7 @@ class RunnerConfig:
     seed: int = 0  # episode i is seeded with seed + i (sim layouts)
     max_steps: int = 0  # step budget per episode; 0 = the sim task's own (real: 120)
     instruction: str = ""  # overrides the task's instruction ("" = the task's own)
+    reset_pose: str = "neutral"  # real arm: the named pose each episode starts from
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -48,6 +55,9 @@ class RunnerConfig:
                 raise ValueError(f"{name}.{field}={value!r}: must be an integer >= 0")
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"{name}.task={self.task!r}: need a task name")
+        if self.reset_pose not in NAMED_POSES:
+            raise ValueError(f"{name}.reset_pose={self.reset_pose!r}: choose from "
+                             f"{sorted(NAMED_POSES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,18 +119,27 @@ class EpisodeRunner:
         return max(self.config.episodes - (self.episode + 1), 0)
 
     def start_episode(self) -> str:
-        """Starts the next episode (sim: new seeded layout; real: neutral pose).
+        """Starts the next episode (sim: new seeded layout; real: ``reset_pose``).
 
         Returns:
             The episode's instruction.
+
+        Raises:
+            EpisodeStartError: the layout or the reset failed; the episode counts (as failed)
+                and none is running.
         """
         self.episode += 1
-        if self.is_sim:
-            self.arm.start_episode(self.config.task, self.config.seed + self.episode)
-            own = self.arm.env.instruction
-        else:
-            self.arm.reset("neutral")
-            own = ""
+        self.running = False
+        try:
+            if self.is_sim:
+                self.arm.start_episode(self.config.task, self.config.seed + self.episode)
+                own = self.arm.env.instruction
+            else:
+                self.arm.reset(self.config.reset_pose)
+                own = ""
+        except Exception as exc:  # reported as a failed episode, never escapes
+            raise EpisodeStartError(f"episode {self.episode} cannot start: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         self.instruction = self.config.instruction or own
         self.step, self.success, self.running = 0, False, True
         self.image_stamp_ns, self._acted_on = None, None
@@ -179,6 +198,34 @@ class EpisodeRunner:
         """The backend's current camera frame (sim: the rendered observation) or None."""
         return self.arm.camera_image()
 
+    def capture(self) -> tuple[dict[str, Any] | None, np.ndarray | None, np.ndarray, float]:
+        """(sim state or None, own camera frame or None, (6,) joints, gripper) for one
+        observation (call on the backend's thread)."""
+        return self.privileged_state(), self.camera_image(), self.arm.joints(), self.arm.gripper()
+
     def privileged_state(self) -> dict[str, Any] | None:
         """Simulator ground truth (sim only)."""
         return self.arm.privileged_state() if self.is_sim else None
+
+
+def connect_backend(backend: str, config: RunnerConfig, image_size: int,
+                    real: dict[str, Any] | None = None) -> ArmBackend:
+    """Builds and connects the arm driver's backend (call on the backend's thread).
+
+    Args:
+        backend: "sim" or a real backend name of ``vgps_widowx.arms.BACKENDS``.
+        config: the runner's settings (sim: task and seed).
+        image_size: sim camera size (square, px).
+        real: keyword arguments of the real backend (config, safety, ros).
+    """
+    from vgps_widowx.arms import make_arm
+
+    if backend == "sim":
+        from vgps_widowx.sim import SimEnvConfig
+
+        env_config = SimEnvConfig(task=config.task, image_size=(image_size, image_size))
+        arm = make_arm("sim", env_config=env_config, task=config.task, seed=config.seed)
+    else:
+        arm = make_arm(backend, **(real or {}))
+    arm.connect()
+    return arm

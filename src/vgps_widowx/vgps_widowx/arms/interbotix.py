@@ -2,101 +2,109 @@
 
 ``interbotix_xs_modules`` is optional: it is imported when an :class:`InterbotixArm` is made, and
 its absence raises :class:`~vgps_widowx.arms.base.ArmUnavailableError` naming the install
-(:data:`INTERBOTIX_INSTALL_HINT`). API used
-(``interbotix_xs_modules.xs_robot``): ``InterbotixManipulatorXS(robot_model, group_name,
-gripper_name, robot_name, moving_time, accel_time, gripper_pressure)``,
+(:data:`INTERBOTIX_INSTALL_HINT`). API used (``interbotix_xs_modules.xs_robot.arm``,
+``interbotix_common_modules.common_robot.robot``): ``InterbotixManipulatorXS(robot_model,
+group_name, gripper_name, robot_name, moving_time, accel_time, gripper_pressure, node=...)``,
+``bot.arm.set_trajectory_time(moving_time, accel_time)``,
 ``bot.arm.set_joint_positions(positions, moving_time, accel_time, blocking) -> bool``,
-``bot.arm.group_info.joint_names``, ``bot.core.joint_states`` / ``js_index_map`` / ``js_mutex``,
-``bot.gripper.release(delay)`` (open) and ``grasp(delay)`` (close), ``bot.shutdown()`` or, in
-newer releases, ``interbotix_common_modules.common_robot.robot.robot_startup/robot_shutdown``.
+``bot.arm.joint_commands``, ``bot.core.joint_states`` / ``js_index_map`` / ``js_mutex``,
+``bot.gripper.release(delay)`` (open) / ``grasp(delay)`` (close), ``InterbotixRobotNode``.
+
+What Interbotix's own driver showed (the project's facts sheet) and how this backend copes:
+
+* ``robot_startup``/``robot_shutdown`` run a global node on the host's DEFAULT context and shut
+  that context down: never called here. The API gets a node of the backend's own, in an rclpy
+  context of its own (a :class:`RosSession`, which the arm driver node provides: only node
+  modules touch ROS), spun by the session's executor once the robot is built.
+* the constructor waits for the driver forever: :meth:`InterbotixArm.connect` first waits for
+  the driver's services at most ``connect_timeout_s`` and fails with a clear
+  :class:`~vgps_widowx.arms.base.ArmUnavailableError` naming the driver to start.
+* ``set_joint_positions`` checks the joint speed with the STORED move time: a reset first sets
+  the trajectory time to its own (longer) move time, so a far reset after 0.2 s steps passes.
+* a blocking call returns a tick before the target: the target, not the lagging measurement,
+  is kept as the command.
 
 Usage::
 
-    with InterbotixArm() as arm:                # needs xsarm_control running for wx250s
+    from vgps_widowx.arm_driver_node import OwnContext     # the ROS session of the arm driver
+    with InterbotixArm(ros=OwnContext()) as arm:           # needs xsarm_control for wx250s
         arm.reset("neutral")
         arm.apply(np.array([0, 0, -0.02, 0, 0, 0, 1.0]))
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+import threading
+import time
+from typing import Any, Protocol
 
 import numpy as np
 
 from vgps_widowx.arms.base import ArmBackend, ArmCommandError, ArmUnavailableError
+from vgps_widowx.arms.interbotix_config import (
+    DRIVER_HINT,
+    DRIVER_SERVICES,
+    RESET_SPEED,
+    InterbotixConfig,
+)
 from vgps_widowx.robot import description as robot
 from vgps_widowx.robot import kinematics
 from vgps_widowx.robot.kinematics import kinematic_model
 from vgps_widowx.safety import SafetyConfig
 
+__all__ = ["INTERBOTIX_INSTALL_HINT", "InterbotixArm", "InterbotixConfig", "RosSession"]
+
 INTERBOTIX_INSTALL_HINT = (
     "install the Interbotix ROS 2 arm packages: "
     "https://docs.trossenrobotics.com/interbotix_xsarms_docs/ros_interface/ros2/software_setup.html"
 )
+NODE_NAME = "vgps_interbotix"
+_POLL_S = 0.05
 
 
-@dataclasses.dataclass(frozen=True)
-class InterbotixConfig:
-    """Settings of :class:`InterbotixArm`."""
+class RosSession(Protocol):
+    """An rclpy context of the backend's own, never the host's default context."""
 
-    robot_model: str = robot.MODEL_NAME  # Interbotix model name
-    group_name: str = "arm"  # joint group of the six arm joints
-    gripper_name: str = "gripper"
-    robot_name: str | None = None  # ROS namespace; None = robot_model
-    move_time: float = 0.2  # s per action, blocking (BridgeData 5 Hz; Octo's script uses 0.4)
-    accel_time: float = 0.1  # s accelerating/decelerating within move_time (<= move_time / 2)
-    reset_move_time: float = 2.0  # s for moves to named poses
-    gripper_pressure: float = 0.5  # Interbotix PWM pressure fraction
-    gripper_threshold: float = robot.GRIPPER_THRESHOLD  # >= this opens (release), below grasps
-    max_joint_step: float = 0.5  # rad: an IK solution moving any joint further is refused
-    ik_damping: float = kinematics.IK_DAMPING  # DLS lambda
-    ik_iters: int = 60
-    ik_pos_tol: float = 0.005  # m: refuse to send when IK misses the target by more
-    ik_rot_tol: float = 0.05  # rad
-    resync_distance: float = robot.RESYNC_DISTANCE  # m: lag that restarts from the measured pose
+    def open(self, node_class: type, name: str) -> Any:
+        """Starts the context and returns ``node_class(node_name=name, context=...)``."""
 
-    def __post_init__(self) -> None:
-        name = type(self).__name__
-        for field in ("robot_model", "group_name", "gripper_name"):
-            if not isinstance(getattr(self, field), str) or not getattr(self, field):
-                raise ValueError(f"{name}.{field}={getattr(self, field)!r}: need a name")
-        for field in (
-            "move_time",
-            "accel_time",
-            "reset_move_time",
-            "max_joint_step",
-            "ik_damping",
-            "ik_pos_tol",
-            "ik_rot_tol",
-            "resync_distance",
-        ):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ValueError(f"{name}.{field}={value!r}: must be a finite number > 0")
-        if self.accel_time > self.move_time / 2:
-            raise ValueError(f"{name}.accel_time={self.accel_time!r}: must be <= move_time / 2")
-        for field in ("gripper_pressure", "gripper_threshold"):
-            if not 0.0 <= getattr(self, field) <= 1.0:
-                raise ValueError(f"{name}.{field}={getattr(self, field)!r}: need 0..1")
-        if not isinstance(self.ik_iters, int) or self.ik_iters < 1:
-            raise ValueError(f"{name}.ik_iters={self.ik_iters!r}: must be an integer >= 1")
+    def spin(self) -> None:
+        """Spins the node on the session's own executor thread from now on."""
+
+    def close(self) -> None:
+        """Stops the executor, destroys the node and shuts the context down (idempotent)."""
 
 
-def _import_interbotix() -> tuple[Any, Any, Any]:
-    """``(InterbotixManipulatorXS, robot_startup | None, robot_shutdown | None)``."""
+def _import_interbotix() -> tuple[Any, Any]:
+    """``(InterbotixManipulatorXS, InterbotixRobotNode)``."""
     try:
+        from interbotix_common_modules.common_robot.robot import InterbotixRobotNode
         from interbotix_xs_modules.xs_robot.arm import InterbotixManipulatorXS
     except ImportError as exc:
         raise ArmUnavailableError(
-            f"the real arm needs interbotix_xs_modules, which is not importable ({exc}); "
-            f"{INTERBOTIX_INSTALL_HINT}"
+            f"the real arm needs interbotix_xs_modules and interbotix_common_modules, which are "
+            f"not importable ({exc}); {INTERBOTIX_INSTALL_HINT}"
         ) from exc
-    try:  # newer releases spin through a global node started by robot_startup()
-        from interbotix_common_modules.common_robot.robot import robot_shutdown, robot_startup
-    except ImportError:
-        robot_startup = robot_shutdown = None
-    return InterbotixManipulatorXS, robot_startup, robot_shutdown
+    return InterbotixManipulatorXS, InterbotixRobotNode
+
+
+def _own_spin_node(base: type, answer_timeout_s: float) -> type:
+    """Interbotix's node class, waiting on futures that the session's executor completes."""
+
+    class OwnSpinNode(base):  # type: ignore[misc, valid-type]
+        def wait_until_future_complete(self, future: Any, timeout_sec: float | None = None):
+            if self.executor is None:  # being built: Interbotix spins the node itself
+                return super().wait_until_future_complete(future, timeout_sec)
+            limit = answer_timeout_s if timeout_sec is None or timeout_sec < 0 else timeout_sec
+            end = time.monotonic() + limit
+            while not future.done():
+                if time.monotonic() >= end:
+                    raise ArmCommandError(
+                        f"Interbotix's driver did not answer within {limit:g} s")
+                time.sleep(0.002)
+            return None
+
+    return OwnSpinNode
 
 
 class InterbotixArm(ArmBackend):
@@ -104,28 +112,31 @@ class InterbotixArm(ArmBackend):
 
     Each action is applied to the commanded tool pose (to the measured one when the arm lags by
     more than ``resync_distance``), solved to joints by damped least squares from the commanded
-    joints on the facts-built kinematic model, checked (IK error, largest joint change) and sent
-    as one joint-group command with ``moving_time=move_time``, blocking. The continuous gripper
-    command is thresholded to the PWM gripper's ``release()``/``grasp()``, sent only on change.
+    joints on the facts-built kinematic model, checked (IK error, largest joint change from the
+    command) and sent as one joint-group command with ``moving_time=move_time``, blocking. The
+    continuous gripper command is thresholded to ``release()``/``grasp()``, sent on change.
     Needs a running ``xsarm_control`` (xs_sdk) for the arm. The constructor only checks that the
-    package imports; :meth:`connect` talks to the robot.
+    packages import; :meth:`connect` talks to the driver.
 
     Args:
         config: driver settings.
         safety: safety limits.
+        ros: the ROS session the API's node lives in (see :class:`RosSession`); without one
+            :meth:`connect` raises.
 
     Raises:
         ArmUnavailableError: ``interbotix_xs_modules`` is not importable (names the install).
     """
 
-    def __init__(self, config: InterbotixConfig | None = None, safety: SafetyConfig | None = None):
+    def __init__(self, config: InterbotixConfig | None = None, safety: SafetyConfig | None = None,
+                 ros: RosSession | None = None):
         super().__init__(safety)
         self.config = config or InterbotixConfig()
-        self._bot_cls, self._startup, self._shutdown = _import_interbotix()
+        self._bot_cls, self._node_base = _import_interbotix()
+        self._ros = ros
         self._kin = kinematics.ArmKinematics(kinematic_model(), damping=self.config.ik_damping)
         self._bot: Any = None
-        self._q_cmd = np.zeros(6)
-        self._cmd_pos, self._cmd_rot = self._kin.forward(self._q_cmd)
+        self._set_command(np.zeros(6))
         self._gripper_open: bool | None = None
 
     @property
@@ -133,17 +144,22 @@ class InterbotixArm(ArmBackend):
         """The ``InterbotixManipulatorXS`` (None before :meth:`connect`)."""
         return self._bot
 
+    @property
+    def command(self) -> tuple[np.ndarray, np.ndarray]:
+        """The commanded pose the next action starts from: (6,) joints (rad), (3,) tool (m)."""
+        return self._q_cmd.copy(), self._cmd_pos.copy()
+
     def _require_bot(self) -> Any:
         if self._bot is None:
             raise RuntimeError("InterbotixArm: call connect() first")
         return self._bot
 
     def joints(self) -> np.ndarray:
-        core = self._require_bot().core
+        bot = self._require_bot()
+        core = bot.core
         with core.js_mutex:
             positions = list(core.joint_states.position)
-        names = self._bot.arm.group_info.joint_names
-        return np.array([positions[core.js_index_map[n]] for n in names], np.float32)
+        return np.array([positions[core.js_index_map[n]] for n in robot.ARM_JOINTS], np.float32)
 
     def gripper(self) -> float:
         core = self._require_bot().core
@@ -155,50 +171,107 @@ class InterbotixArm(ArmBackend):
         pos, rot = self._kin.forward(self.joints().astype(np.float64))
         return pos, kinematics.state_euler(rot)
 
+    # -- connection -------------------------------------------------------------------------------
     def _connect(self) -> None:
         cfg = self.config
-        self._bot = self._bot_cls(
-            robot_model=cfg.robot_model,
-            group_name=cfg.group_name,
-            gripper_name=cfg.gripper_name,
-            robot_name=cfg.robot_name,
-            moving_time=cfg.reset_move_time,
-            accel_time=cfg.accel_time,
-            gripper_pressure=cfg.gripper_pressure,
-        )
-        if self._startup is not None:
-            self._startup()
-        self._sync_command()
+        if self._ros is None:
+            raise ArmUnavailableError(
+                "InterbotixArm needs a ROS session of its own (ros=...), so that Interbotix's "
+                "node never shares the host's context: the arm driver node passes "
+                "vgps_widowx.arm_driver_node.OwnContext()")
+        node = self._ros.open(_own_spin_node(self._node_base, cfg.connect_timeout_s), NODE_NAME)
+        try:
+            deadline = time.monotonic() + cfg.connect_timeout_s
+            self._wait_for_driver(node, deadline)
+            bot = self._build(node, deadline)
+            self._ros.spin()
+        except BaseException:
+            self._ros.close()
+            raise
+        self._bot, self._gripper_open = bot, None
+        self._set_command(self.joints().astype(np.float64))
+
+    def _wait_for_driver(self, node: Any, deadline: float) -> None:
+        """Waits for the driver's services (the API's constructor would wait forever)."""
+        cfg = self.config
+        wanted = {f"{cfg.namespace}/{name}" for name in DRIVER_SERVICES}
+        while True:
+            missing = wanted - {name for name, _ in node.get_service_names_and_types()}
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                raise ArmUnavailableError(
+                    f"no Interbotix driver for {cfg.robot_model} under namespace "
+                    f"'{cfg.namespace}': {len(missing)} of its services (e.g. "
+                    f"{sorted(missing)[0]}) did not appear within connect_timeout_s="
+                    f"{cfg.connect_timeout_s:g} s; "
+                    + DRIVER_HINT.format(model=cfg.robot_model))
+            time.sleep(_POLL_S)
+
+    def _build(self, node: Any, deadline: float) -> Any:
+        """Builds ``InterbotixManipulatorXS`` on our node, giving up at ``deadline``."""
+        cfg, out = self.config, {}
+
+        def build() -> None:
+            try:
+                out["bot"] = self._bot_cls(
+                    robot_model=cfg.robot_model, group_name=cfg.group_name,
+                    gripper_name=cfg.gripper_name, robot_name=cfg.robot_name,
+                    moving_time=cfg.reset_move_time, accel_time=cfg.accel_time,
+                    gripper_pressure=cfg.gripper_pressure, node=node)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                out["error"] = exc
+
+        thread = threading.Thread(target=build, name="interbotix-connect", daemon=True)
+        thread.start()
+        thread.join(max(deadline - time.monotonic(), 0.0))
+        if thread.is_alive():
+            raise ArmUnavailableError(
+                f"Interbotix's driver services are up under '{cfg.namespace}' but the robot "
+                f"did not initialise within connect_timeout_s={cfg.connect_timeout_s:g} s "
+                "(no joint_states from the driver?)")
+        if "error" in out:
+            exc = out["error"]
+            raise ArmUnavailableError(
+                f"Interbotix's API failed to start: {type(exc).__name__}: {exc}") from exc
+        return out["bot"]
 
     def _disconnect(self) -> None:
-        bot, self._bot = self._bot, None
-        if self._shutdown is not None:
-            self._shutdown()
-        elif bot is not None:
-            bot.shutdown()
+        self._bot = None
+        if self._ros is not None:
+            self._ros.close()
 
-    def _sync_command(self) -> None:
-        """Takes the measured joints as the commanded pose."""
-        self._q_cmd = self.joints().astype(np.float64)
+    # -- motion -----------------------------------------------------------------------------------
+    def _set_command(self, q: np.ndarray) -> None:
+        self._q_cmd = np.asarray(q, np.float64).copy()
         self._cmd_pos, self._cmd_rot = self._kin.forward(self._q_cmd)
 
+    def _last_sent(self) -> np.ndarray:
+        """The joints Interbotix checks a command's speed against (its last command)."""
+        sent = getattr(self._bot.arm, "joint_commands", None)
+        return np.asarray(sent if sent is not None else self._q_cmd, np.float64)
+
     def _reset(self, joints: np.ndarray) -> None:
-        cfg = self.config
+        cfg, arm = self.config, self._bot.arm
         self._set_gripper(True)
-        sent = self._bot.arm.set_joint_positions(
-            [float(v) for v in joints],
-            moving_time=cfg.reset_move_time,
-            accel_time=cfg.accel_time,
-            blocking=True,
-        )
+        joints = np.asarray(joints, np.float64)
+        travel = max(np.abs(joints - self._last_sent()).max(),
+                     np.abs(joints - self.joints()).max())
+        moving_time = max(cfg.reset_move_time,
+                          float(travel) / (RESET_SPEED * robot.JOINT_VELOCITY_LIMIT))
+        # Interbotix checks the speed with its stored move time (0.2 s after steps): set ours.
+        arm.set_trajectory_time(moving_time=moving_time, accel_time=cfg.accel_time)
+        sent = arm.set_joint_positions([float(v) for v in joints], moving_time=moving_time,
+                                       accel_time=cfg.accel_time, blocking=True)
         if sent is False:
-            raise ArmCommandError(f"the Interbotix driver refused the reset joints {joints}")
-        self._sync_command()
+            raise ArmCommandError(f"the Interbotix driver refused the reset joints "
+                                  f"{np.round(joints, 4).tolist()} over {moving_time:.2f} s")
+        self._set_command(joints)  # the target: the measured pose lags it by a tick
 
     def _reference_position(self) -> np.ndarray:
         pos, _ = self._kin.forward(self.joints().astype(np.float64))
         if np.linalg.norm(pos - self._cmd_pos) > self.config.resync_distance:
-            self._sync_command()
+            self._set_command(self.joints())
         return self._cmd_pos.copy()
 
     def _execute(self, action: np.ndarray) -> dict[str, Any]:
@@ -213,7 +286,7 @@ class InterbotixArm(ArmBackend):
                 f"{result.rot_error:.3f} rad (tolerances {cfg.ik_pos_tol * 1e3:g} mm, "
                 f"{cfg.ik_rot_tol:g} rad); nothing sent"
             )
-        jump = np.abs(result.q - self._q_cmd)
+        jump = np.maximum(np.abs(result.q - self._q_cmd), np.abs(result.q - self._last_sent()))
         if jump.max() > cfg.max_joint_step:
             joint = robot.ARM_JOINTS[int(jump.argmax())]
             raise ArmCommandError(
@@ -222,11 +295,8 @@ class InterbotixArm(ArmBackend):
             )
         self._set_gripper(bool(act[6] >= cfg.gripper_threshold))
         sent = self._bot.arm.set_joint_positions(
-            [float(v) for v in result.q],
-            moving_time=cfg.move_time,
-            accel_time=cfg.accel_time,
-            blocking=True,
-        )
+            [float(v) for v in result.q], moving_time=cfg.move_time, accel_time=cfg.accel_time,
+            blocking=True)
         if sent is False:
             raise ArmCommandError("the Interbotix driver refused the joint targets (limits)")
         self._q_cmd, self._cmd_pos, self._cmd_rot = result.q, goal_pos, goal_rot

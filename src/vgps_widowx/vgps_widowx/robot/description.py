@@ -32,6 +32,8 @@ PAD_GEOMS = ("left_pad", "right_pad")  # the finger pads' collision geoms
 ARM_LOWER = np.array([-3.14158, -1.88496, -2.14675, -3.14158, -1.74533, -3.14158])
 ARM_UPPER = np.array([3.14158, 1.98968, 1.60570, 3.14158, 2.14675, 3.14158])
 
+JOINT_VELOCITY_LIMIT = np.pi  # rad/s, every arm joint (URDF); Interbotix refuses faster moves
+
 # Finger travel from the gripper centre line (m): closed .. open.
 FINGER_CLOSED = 0.015
 FINGER_OPEN = 0.037
@@ -66,6 +68,11 @@ GRIPPER_THRESHOLD = 0.5  # a gripper command >= this means open, below it close
 # the BridgeData neutral pose (z 0.247 m).
 WORKSPACE_LOW = (0.10, -0.20, 0.008)
 WORKSPACE_HIGH = (0.45, 0.25, 0.25)
+# Bridge's real-robot deployment (bridge_data_robot): the tool starts at this position, gripper
+# down and open, and stays inside this box.
+BRIDGE_START_POSITION = (0.3, 0.0, 0.15)
+BRIDGE_WORKSPACE_LOW = (0.1, -0.15, -0.1)
+BRIDGE_WORKSPACE_HIGH = (0.45, 0.25, 0.18)
 RESYNC_DISTANCE = 0.03  # m: a commanded tool pose this far from the measured one restarts there
 
 ROBOT_CONTYPE = 2  # robot geoms collide with the scene (contype 1) but not with each other

@@ -1,0 +1,1 @@
+"""Fake ``interbotix_common_modules`` (tests only)."""

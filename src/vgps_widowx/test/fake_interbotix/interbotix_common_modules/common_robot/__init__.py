@@ -1,0 +1,1 @@
+"""Fake ``interbotix_common_modules.common_robot`` (tests only)."""

@@ -1,0 +1,1 @@
+"""Fake ``interbotix_xs_modules`` (tests only)."""

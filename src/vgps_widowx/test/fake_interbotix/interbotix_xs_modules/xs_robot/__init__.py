@@ -1,0 +1,1 @@
+"""Fake ``interbotix_xs_modules.xs_robot`` (tests only)."""
