@@ -22,13 +22,14 @@ from vgps_widowx.robot import description as robot
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 pytestmark = pytest.mark.ros
 
+
 def real_arm(connect_timeout_s: float = 10.0, **safety):
-    from vgps_widowx.arm_driver_node import OwnContext
+    """An Interbotix arm as make_arm builds it: its node in a context of its own by default."""
     from vgps_widowx.arms.interbotix import InterbotixConfig
     from vgps_widowx.safety import SafetyConfig
 
     config = InterbotixConfig(connect_timeout_s=connect_timeout_s)
-    return make_arm("interbotix", config=config, safety=SafetyConfig(**safety), ros=OwnContext())
+    return make_arm("interbotix", config=config, safety=SafetyConfig(**safety))
 
 
 def test_a_far_reset_after_a_long_episode_is_accepted(interbotix_sdk):

@@ -24,8 +24,8 @@ Services: ``vgps/start_episode`` (next episode, aborting a running one as failed
 ``vgps/reset`` (the reset pose) - std_srvs/Trigger.
 
 Real arm: every setting is a parameter; Interbotix's node lives in its own context
-(:class:`OwnContext`); no driver within ``connect_timeout_s`` fails configure. A failed reset
-is a failed episode and an ERROR on ``/diagnostics``; the node keeps running.
+(:class:`vgps_ros.context.OwnContext`); no driver within ``connect_timeout_s`` fails configure.
+A failed reset is a failed episode and an ERROR on ``/diagnostics``; the node keeps running.
 """
 
 from __future__ import annotations
@@ -34,15 +34,14 @@ import os
 import threading
 import time
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vgps_interfaces.msg import EpisodeStatus, SelectedAction
 from vgps_ros import qos
+from vgps_ros.context import OwnContext
 from vgps_ros.conversions import image_from_msg, image_to_msg, sim_state_to_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError
 from vgps_ros.lifecycle import ManagedNode, Param, Update
@@ -354,41 +353,6 @@ class ArmDriverNode(ManagedNode):
                 self._observe()
         response.success, response.message = True, f"arm at the {runner.config.reset_pose} pose"
         return response
-
-
-class OwnContext:
-    """The Interbotix backend's own rclpy context, node and executor (its ``RosSession``).
-    Interbotix's API spins the default context while it builds the robot (it must be
-    initialised, as this node's is); its node lives here and nothing shuts the default down."""
-
-    _context = _node = _executor = _thread = None
-
-    def open(self, node_class: type, name: str):
-        if not rclpy.ok():
-            raise RuntimeError("Interbotix's API spins the default rclpy context while it "
-                               "starts: call rclpy.init() first")
-        self.close()
-        self._context = rclpy.Context()
-        rclpy.init(context=self._context)
-        self._node = node_class(node_name=name, context=self._context)
-        return self._node
-
-    def spin(self) -> None:
-        self._executor = SingleThreadedExecutor(context=self._context)
-        self._executor.add_node(self._node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        if self._context is None:
-            return
-        if self._executor is not None:
-            self._executor.shutdown()
-        self._node.destroy_node()
-        rclpy.try_shutdown(context=self._context)
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        self._context = self._node = self._executor = self._thread = None
 
 
 def main(args: list[str] | None = None) -> None:

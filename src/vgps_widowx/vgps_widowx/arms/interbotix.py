@@ -14,8 +14,10 @@ What Interbotix's own driver showed (the project's facts sheet) and how this bac
 
 * ``robot_startup``/``robot_shutdown`` run a global node on the host's DEFAULT context and shut
   that context down: never called here. The API gets a node of the backend's own, in an rclpy
-  context of its own (a :class:`RosSession`, which the arm driver node provides: only node
-  modules touch ROS), spun by the session's executor once the robot is built.
+  context of its own (a :class:`RosSession`; by default :class:`vgps_ros.context.OwnContext`),
+  spun by the session's executor once the robot is built. Like the node modules, this module is
+  a ROS adapter: the import contracts allow it ROS, and nothing in the cores imports it (the arm
+  registry imports it only when an Interbotix arm is built).
 * the constructor waits for the driver forever: :meth:`InterbotixArm.connect` first waits for
   the driver's services at most ``connect_timeout_s`` and fails with a clear
   :class:`~vgps_widowx.arms.base.ArmUnavailableError` naming the driver to start.
@@ -26,8 +28,7 @@ What Interbotix's own driver showed (the project's facts sheet) and how this bac
 
 Usage::
 
-    from vgps_widowx.arm_driver_node import OwnContext     # the ROS session of the arm driver
-    with InterbotixArm(ros=OwnContext()) as arm:           # needs xsarm_control for wx250s
+    with InterbotixArm() as arm:                           # needs xsarm_control for wx250s
         arm.reset("neutral")
         arm.apply(np.array([0, 0, -0.02, 0, 0, 0, 1.0]))
 """
@@ -121,8 +122,8 @@ class InterbotixArm(ArmBackend):
     Args:
         config: driver settings.
         safety: safety limits.
-        ros: the ROS session the API's node lives in (see :class:`RosSession`); without one
-            :meth:`connect` raises.
+        ros: the ROS session the API's node lives in (see :class:`RosSession`); default: a
+            :class:`vgps_ros.context.OwnContext` made at connect.
 
     Raises:
         ArmUnavailableError: ``interbotix_xs_modules`` is not importable (names the install).
@@ -175,10 +176,9 @@ class InterbotixArm(ArmBackend):
     def _connect(self) -> None:
         cfg = self.config
         if self._ros is None:
-            raise ArmUnavailableError(
-                "InterbotixArm needs a ROS session of its own (ros=...), so that Interbotix's "
-                "node never shares the host's context: the arm driver node passes "
-                "vgps_widowx.arm_driver_node.OwnContext()")
+            from vgps_ros.context import OwnContext
+
+            self._ros = OwnContext()
         node = self._ros.open(_own_spin_node(self._node_base, cfg.connect_timeout_s), NODE_NAME)
         try:
             deadline = time.monotonic() + cfg.connect_timeout_s
