@@ -219,7 +219,8 @@ def test_monitor_follows_a_running_graph_in_a_terminal(critic_dir, tmp_path):
             raw += _read(master, 0.2)
         assert monitor.wait(timeout=5) == 0, ANSI.sub("", raw.decode(errors="replace"))[-2000:]
 
-        once = subprocess.run([VGPS, "monitor", "--once", "--duration", "3"], env=_env(),
+        # 5 s: discovery on a loaded machine can take seconds, and /diagnostics comes at 1 Hz
+        once = subprocess.run([VGPS, "monitor", "--once", "--duration", "5"], env=_env(),
                               capture_output=True, text=True, timeout=60)
     finally:
         for proc in (monitor, up):
