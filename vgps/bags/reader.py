@@ -1,7 +1,6 @@
 """Reading rosbag2 MCAP bags into rclpy messages, tolerating damage: the reading half of
-:mod:`vgps.bags.writer`, which re-exports everything here (import from there).
-:class:`BagError`, used by
-both halves, is defined here.
+:mod:`vgps.bags` (whose ``__init__`` is the public API; import from there). :class:`BagError`,
+used by both halves, is defined here.
 
 A bag directory (its ``metadata.yaml`` names the files; without one, its ``*.mcap`` files) or a
 bare ``.mcap`` file is indexed with :func:`vgps.bags.mcap_scan.scan`: per-topic types and counts of

@@ -116,13 +116,7 @@ def check_candidates(candidates: object, action_dim: int) -> np.ndarray:
     Raises:
         Rejected: not a finite real array of that shape, or overflowing float32.
     """
-    try:
-        arr = np.asarray(candidates)
-        if arr.dtype.kind not in "fiu":
-            raise Rejected(f"bad_candidates: dtype {arr.dtype} is not real numbers")
-        arr = arr.astype(np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise Rejected(f"bad_candidates: not a numeric array ({exc})") from None
+    arr = _real_array(candidates, "bad_candidates")
     if arr.ndim == 2:
         arr = arr[:, None, :]
     a = action_dim
@@ -138,15 +132,20 @@ def check_candidates(candidates: object, action_dim: int) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _real_array(values: object, kind: str) -> np.ndarray:
+    """``values`` as a float64 array, else :class:`Rejected` with ``kind`` (not real numbers)."""
+    try:
+        arr = np.asarray(values)
+        if arr.dtype.kind not in "fiu":
+            raise Rejected(f"{kind}: dtype {arr.dtype} is not real numbers")
+        return arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise Rejected(f"{kind}: not a numeric array ({exc})") from None
+
+
 def check_q(q: object, k: int) -> np.ndarray:
     """Validated Q-values: (K,) float64 copy of finite ``q``, else raises :class:`Rejected`."""
-    try:
-        arr = np.asarray(q)
-        if arr.dtype.kind not in "fiu":
-            raise Rejected(f"bad_q: dtype {arr.dtype} is not real numbers")
-        arr = arr.astype(np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise Rejected(f"bad_q: not a numeric array ({exc})") from None
+    arr = _real_array(q, "bad_q")
     if arr.shape != (k,):
         raise Rejected(f"bad_q: need shape ({k},) to match the candidates, got {arr.shape}")
     bad = np.flatnonzero(~np.isfinite(arr))
