@@ -41,7 +41,7 @@ COPIED = ("setup.py", "package.xml", "pyproject.toml", "README.md", "resource", 
 NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "install", "log")
 EXECUTABLES = sorted({(e.package, e.executable) for e in (*NODES, OVERLAY, RECORDER)}
                      | {("vgps", "vgps")})
-SHARED = ("launch/steer_widowx.launch.py", "config/steer_widowx.yaml",
+SHARED = ("launch/steer_widowx.launch.py", "config/steer_widowx.yaml", "config/real_widowx.yaml",
           *(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "models" / "sim_critic")
                                                            .rglob("*")) if p.is_file()))
 

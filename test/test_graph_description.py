@@ -75,6 +75,44 @@ def test_launch_arguments_reach_every_node_that_needs_them(tmp_path):
     assert graph.arguments["record"] == "out/bag"
 
 
+def test_the_real_arm_layers_the_bridge_deployment_settings():
+    sim, real = (describe({"robot": robot, "policy": "random"}) for robot in ("sim", "real"))
+    arm = real.node("arm_driver").parameters
+    assert arm["reset_pose"] == "bridge_start" and arm["sticky_gripper_steps"] == 3
+    assert arm["workspace_low"] == [0.1, -0.15, -0.1] and arm["workspace_high"] == [
+        0.45, 0.25, 0.18]
+    assert arm["move_time"] == arm["control_period_s"] == 0.2 and arm["max_steps"] == 120
+    assert {real.node(n).parameters["k"] for n in ("policy_node", "critic_node",
+                                                    "selector_node")} == {50}
+    assert real.node("selector_node").parameters["beta"] == 0.0
+    assert sim.node("arm_driver").parameters["sticky_gripper_steps"] == 0
+    assert sim.node("selector_node").parameters["k"] == 10
+    # launch arguments and overrides still win over the real arm's file
+    graph = describe({"robot": "real", "policy": "random", "k": "8"},
+                     overrides={"arm_driver": {"sticky_gripper_steps": 1}})
+    assert graph.node("selector_node").parameters["k"] == 8
+    assert graph.node("arm_driver").parameters["sticky_gripper_steps"] == 1
+
+
+def test_a_real_arm_file_with_unknown_keys_is_refused(tmp_path):
+    base = tmp_path / "steer_widowx.yaml"
+    base.write_text((ROOT / "config" / "steer_widowx.yaml").read_text())
+    (tmp_path / "real_widowx.yaml").write_text(
+        "arm_driver:\n  ros__parameters:\n    reset_pos: neutral\n")
+    with pytest.raises(ValueError, match=r"arm_driver\.reset_pos is not in the base"):
+        describe({"robot": "real", "policy": "random"}, config=base)
+    assert describe({"robot": "sim"}, config=base)  # only robot:=real reads it
+
+
+def test_the_default_critic_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    critic = describe().node("critic_node").parameters["critic"]
+    assert critic == str((ROOT / "models" / "sim_critic").resolve())
+    (tmp_path / "mine").mkdir()  # a relative critic:= argument is the working directory's
+    assert describe({"critic": "mine"}).node("critic_node").parameters["critic"] == str(
+        tmp_path / "mine")
+
+
 def test_overrides_are_typed_and_checked():
     graph = describe(overrides={"arm_driver": {"image_size": "64"},
                                 "selector_node": {"watchdog_timeout_s": 1}})

@@ -4,14 +4,18 @@ Pure Python (no ROS import). ``launch/steer_widowx.launch.py`` turns the descrip
 ``launch_ros.actions.Node`` actions and ``vgps up`` (:mod:`vgps.graph.launcher`) into one
 process per
 node with the same executables and ``--ros-args``. Parameters come from
-``config/steer_widowx.yaml`` (keyed by node name), then launch arguments, then explicit
-overrides (``vgps up --set node.param=value``).
+``config/steer_widowx.yaml`` (keyed by node name), with ``robot:=real`` then
+``config/real_widowx.yaml`` from the same directory (the real arm's deployment settings), then
+launch arguments, then explicit overrides (``vgps up --set node.param=value``). A relative
+``critic`` from a parameter file is looked up beside the parameter file's directory first (the
+checkout or the installed package, where ``models/sim_critic`` lives), then in the working
+directory; a relative ``critic:=`` argument the other way round.
 
 Launch arguments (``name:=value``):
 
 ==============  ===========================================================================
 robot           ``sim`` (MuJoCo) or ``real`` (Interbotix WidowX 250) -> arm_driver.backend
-policy          ``sim``, ``remote``, an ``http(s)://.../act`` URL (remote), ``octo``,
+policy          ``sim``, ``random``, ``remote``, an ``http(s)://.../act`` URL (remote), ``octo``,
                 ``octo-small-1.5``/``octo-base-1.5`` (hf://rail-berkeley/...), an ``hf://`` id
                 or a local Octo checkpoint directory
 critic          critic checkpoint directory -> critic_node.critic
@@ -49,6 +53,7 @@ import yaml
 from vgps.bags import RECORDER_PARAMETERS
 
 CONFIG_NAME = "steer_widowx.yaml"
+REAL_CONFIG_NAME = "real_widowx.yaml"  # layered over CONFIG_NAME for robot:=real
 OCTO_ALIASES = {"octo": "hf://rail-berkeley/octo-small-1.5",
                 "octo-small-1.5": "hf://rail-berkeley/octo-small-1.5",
                 "octo-base-1.5": "hf://rail-berkeley/octo-base-1.5"}
@@ -62,7 +67,7 @@ class LaunchArgument:
 
 LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "robot": LaunchArgument("sim", "sim (MuJoCo WidowX) or real (Interbotix WidowX 250)"),
-    "policy": LaunchArgument("sim", "sim | remote | http(s)://host:port/act | octo | "
+    "policy": LaunchArgument("sim", "sim | random | remote | http(s)://host:port/act | octo | "
                                     "octo-small-1.5 | octo-base-1.5 | hf://id | Octo directory"),
     "critic": LaunchArgument("", "critic checkpoint directory ('' = the parameter file's)"),
     "k": LaunchArgument("", "candidates per step ('' = the parameter file's)"),
@@ -190,10 +195,14 @@ def describe(arguments: Mapping[str, str] | None = None,
         raise ValueError(f"unknown launch argument(s) {sorted(unknown)}; "
                          f"known: {sorted(LAUNCH_ARGUMENTS)}")
     args.update({k: str(v) for k, v in (arguments or {}).items()})
+    config = Path(config) if config is not None else default_config()
     params = load_config(config)
     missing = {n.name for n in NODES} - set(params)
     if missing:
         raise ValueError(f"parameter file lacks node(s) {sorted(missing)}")
+    if args["robot"] == "real" and (config.parent / REAL_CONFIG_NAME).is_file():
+        _layer(params, load_config(config.parent / REAL_CONFIG_NAME),
+               config.parent / REAL_CONFIG_NAME)
     recorder = RECORDER.name
     if args["record"]:
         params[recorder] = {**RECORDER_PARAMETERS, **params.get(recorder, {}),
@@ -212,9 +221,12 @@ def describe(arguments: Mapping[str, str] | None = None,
         put("policy_node", key, value)
     if args["robot"] == "real" and params["policy_node"]["policy"] == "sim":
         raise ValueError("policy:=sim plans from the simulator's state and needs robot:=sim; "
-                         "use policy:=octo-small-1.5, an Octo checkpoint or a remote /act URL")
+                         "use policy:=octo-small-1.5, an Octo checkpoint, a remote /act URL or "
+                         "policy:=random (a plumbing check)")
+    critic_bases = (config.parent.parent, Path.cwd())  # the parameter file's package, then cwd
     if args["critic"]:
         put("critic_node", "critic", str(Path(args["critic"]).expanduser()))
+        critic_bases = critic_bases[::-1]
     for node in ("policy_node", "critic_node", "selector_node"):
         if args["k"]:
             put(node, "k", args["k"])
@@ -235,7 +247,7 @@ def describe(arguments: Mapping[str, str] | None = None,
             put(node, key, value)
     critic = params["critic_node"].get("critic")
     if critic and not Path(critic).is_absolute():
-        params["critic_node"]["critic"] = str(Path(critic).resolve())
+        params["critic_node"]["critic"] = resolve_relative(critic, critic_bases)
     nodes = []
     if args["record"]:
         values = {k: v for k, v in params[recorder].items() if v is not None}
@@ -267,9 +279,30 @@ def describe(arguments: Mapping[str, str] | None = None,
     return Graph(nodes=tuple(nodes), arguments=args)
 
 
+def _layer(params: dict[str, dict[str, Any]], layer: Mapping[str, Mapping[str, Any]],
+           source: Path) -> None:
+    """Puts a parameter file's values over ``params`` (every node and key must exist there)."""
+    for node, values in layer.items():
+        if node not in params:
+            raise ValueError(f"{source}: unknown node {node!r}; nodes: {sorted(params)}")
+        for key, value in values.items():
+            if key not in params[node]:
+                raise ValueError(f"{source}: {node}.{key} is not in the base parameter file")
+            params[node][key] = coerce(value, params[node][key], f"{node}.{key}")
+
+
+def resolve_relative(path: str, bases: tuple[Path, ...]) -> str:
+    """An absolute path for relative ``path``: the first base it exists under, else the first."""
+    relative = Path(path).expanduser()
+    for base in bases:
+        if (base / relative).exists():
+            return str((base / relative).resolve())
+    return str((bases[0] / relative).resolve())
+
+
 def policy_parameters(policy: str) -> dict[str, Any]:
     """policy_node parameters for the ``policy:=`` launch argument."""
-    if policy in ("sim", "remote"):
+    if policy in ("sim", "remote", "random"):
         return {"policy": policy}
     if policy.startswith(("http://", "https://")):
         return {"policy": "remote", "remote_url": policy}

@@ -24,7 +24,7 @@ from vgps_policy_bridge.registry import (
 
 
 def test_one_list_of_names_for_the_node_and_the_evaluation():
-    assert POLICIES == tuple(FACTORIES) == ("sim", "octo", "remote")
+    assert POLICIES == tuple(FACTORIES) == ("sim", "octo", "remote", "random")
     assert proposer.POLICIES is POLICIES and proposer.make_policy is make_policy
     assert proposer.PolicySettings is PolicySettings
     assert set(IN_PROCESS) <= set(POLICIES)

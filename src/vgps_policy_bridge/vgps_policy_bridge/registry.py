@@ -12,6 +12,8 @@ with the ``sim`` extra's.
 ``octo``    :class:`~vgps_policy_bridge.octo_policy.OctoPolicy` (optional ``octo`` package),
             chunks cut to ``horizon`` actions
 ``remote``  :class:`~vgps_policy_bridge.remote_policy.RemotePolicy`: a policy server's ``/act``
+``random``  :class:`~vgps_policy_bridge.random_policy.RandomPolicy`: Gaussian steps that ignore
+            the image (plumbing checks of a real arm); runs in-process
 ==========  ===================================================================================
 
 Usage::
@@ -37,7 +39,7 @@ SIM_INSTALL = 'pip install -e "src/vgps_policy_bridge[sim]"'  # the simulator (v
 class PolicySettings:
     """Which policy to build and its options (the policy node's parameters)."""
 
-    policy: str = "sim"  # a name of FACTORIES: sim | octo | remote
+    policy: str = "sim"  # a name of FACTORIES: sim | octo | remote | random
     horizon: int = 1  # H: sim plans H actions; octo keeps the first H of its chunk
     octo_model: str = "hf://rail-berkeley/octo-small-1.5"  # checkpoint path or hf:// id
     octo_dataset_key: str = "bridge_dataset"  # dataset statistics to unnormalise with
@@ -96,14 +98,21 @@ def _remote(settings: PolicySettings) -> Policy:
     return RemotePolicy(settings.remote_url, settings.remote_timeout_s, settings.remote_batched)
 
 
-FACTORIES: dict[str, PolicyFactory] = {"sim": _sim, "octo": _octo, "remote": _remote}
+def _random(settings: PolicySettings) -> Policy:
+    from vgps_policy_bridge.random_policy import RandomPolicy
+
+    return RandomPolicy(horizon=settings.horizon)
+
+
+FACTORIES: dict[str, PolicyFactory] = {"sim": _sim, "octo": _octo, "remote": _remote,
+                                       "random": _random}
 POLICIES: tuple[str, ...] = tuple(FACTORIES)
 # Policies that plan from the simulator's state: the policy node pairs each image with the
 # state published for it, the evaluation passes ``env.privileged_state()``.
 NEEDS_PRIVILEGED_STATE = frozenset({"sim"})
 # Policies ``vgps eval`` and ``vgps collect`` run in-process (Octo and remote servers run behind
 # the policy node).
-IN_PROCESS: tuple[str, ...] = ("sim",)
+IN_PROCESS: tuple[str, ...] = ("sim", "random")
 
 
 def make_policy(settings: PolicySettings | str) -> Policy:

@@ -60,3 +60,21 @@ def test_the_step_budget_ends_the_episode(arm):
 def test_config_is_validated():
     with pytest.raises(ValueError, match="episodes"):
         RunnerConfig(episodes=-1)
+
+
+def test_the_sticky_gripper_shapes_what_the_arm_executes(arm):
+    runner = EpisodeRunner(arm, RunnerConfig(max_steps=20, sticky_gripper_steps=3))
+    runner.start_episode()
+    executed = []
+    for stamp, gripper in enumerate([0.0, 0.0, 0.9, 0.0, 0.0, 0.0, 0.2], start=1):
+        runner.mark_image(stamp)
+        assert runner.execute(np.array([[0, 0, 0, 0, 0, 0, gripper]], np.float32)).executed
+        executed.append(runner.gripper.closed)
+    assert executed == [False, False, False, False, False, True, True]
+    runner.mark_image(99)  # a refused action does not count towards a change
+    runner.execute(np.array([[0, 0, np.nan, 0, 0, 0, 1.0]], np.float32))
+    assert runner.gripper.closed
+    runner.start_episode()  # a new episode starts open
+    assert not runner.gripper.closed
+    with pytest.raises(ValueError, match="sticky_gripper_steps"):
+        RunnerConfig(sticky_gripper_steps=-1)

@@ -121,3 +121,13 @@ def test_ik_respects_joint_limits_for_unreachable_targets(kin):
     result = kin.solve(np.array([1.0, 0.0, 0.1]), np.eye(3), robot.NEUTRAL_POSE, max_iters=100)
     assert result.pos_error > 0.3  # out of reach: best effort, never beyond the limits
     assert np.all(result.q >= kin.lower) and np.all(result.q <= kin.upper)
+
+
+def test_the_bridge_start_pose_puts_the_tool_at_bridges_start_pointing_down():
+    kin = kinematics.ArmKinematics(kinematics.kinematic_model())
+    pos, rot = kin.forward(robot.BRIDGE_START_POSE)
+    np.testing.assert_allclose(pos, robot.BRIDGE_START_POSITION, atol=5e-5)
+    np.testing.assert_allclose(kinematics.state_euler(rot), 0.0, atol=1e-5)
+    assert robot.NAMED_POSES["bridge_start"] is robot.BRIDGE_START_POSE
+    assert np.all(robot.BRIDGE_START_POSE > robot.ARM_LOWER)
+    assert np.all(robot.BRIDGE_START_POSE < robot.ARM_UPPER)

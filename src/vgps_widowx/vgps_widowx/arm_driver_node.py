@@ -86,6 +86,9 @@ class ArmDriverNode(ManagedNode):
               range=(0.0, 600.0)),
         Param("reset_pose", "neutral", "real arm: named pose each episode starts from",
               choices=tuple(robot.NAMED_POSES), live=False),
+        Param("sticky_gripper_steps", 0, "consecutive actions asking for the other gripper "
+              "state before it changes (V-GPS on the WidowX: 3; 0: off)", range=(0, 100),
+              live=False),
         *REAL_ARM_PARAMETERS,
     )
     CONFIGURED_BY = "backend"
@@ -118,7 +121,8 @@ class ArmDriverNode(ManagedNode):
         config = RunnerConfig(task=self.param("task"), episodes=self.param("episodes"),
                               seed=self.param("seed"), max_steps=self.param("max_steps"),
                               instruction=self.param("instruction"),
-                              reset_pose=self.param("reset_pose"))
+                              reset_pose=self.param("reset_pose"),
+                              sticky_gripper_steps=self.param("sticky_gripper_steps"))
         real = self._real_arm() if self.param("backend") != "sim" else {}
         self._fault = ""
         # The backend lives on one thread: MuJoCo's EGL context is current in one thread only.

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vgps_widowx.robot.description import NAMED_POSES
+from vgps_widowx.sticky_gripper import StickyGripper
 
 if TYPE_CHECKING:  # the arm module imports MuJoCo; nodes import it only at configure
     from vgps_widowx.arms.base import ArmBackend
@@ -46,10 +47,11 @@ class RunnerConfig:
     max_steps: int = 0  # step budget per episode; 0 = the sim task's own (real: 120)
     instruction: str = ""  # overrides the task's instruction ("" = the task's own)
     reset_pose: str = "neutral"  # real arm: the named pose each episode starts from
+    sticky_gripper_steps: int = 0  # consecutive requests that change the gripper (0: off)
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for field in ("episodes", "max_steps"):
+        for field in ("episodes", "max_steps", "sticky_gripper_steps"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}.{field}={value!r}: must be an integer >= 0")
@@ -102,6 +104,7 @@ class EpisodeRunner:
         self.instruction = self.config.instruction
         self.image_stamp_ns: int | None = None
         self._acted_on: int | None = None
+        self.gripper = StickyGripper(self.config.sticky_gripper_steps)
 
     @property
     def is_sim(self) -> bool:
@@ -143,6 +146,7 @@ class EpisodeRunner:
         self.instruction = self.config.instruction or own
         self.step, self.success, self.running = 0, False, True
         self.image_stamp_ns, self._acted_on = None, None
+        self.gripper.reset()  # the reset opened the gripper
         return self.instruction
 
     def stop(self) -> None:
@@ -169,16 +173,18 @@ class EpisodeRunner:
     def execute(self, actions: np.ndarray) -> StepOutcome:
         """Executes (N, 7) actions in order through ``ArmBackend.apply`` (safety filter).
 
+        Each action's gripper goes through the sticky gripper first (``sticky_gripper_steps``).
         Stops at the first refused action. Counts one step when anything was executed.
         """
         self._acted_on = self.image_stamp_ns
         actions = np.asarray(actions, np.float32).reshape(-1, 7)
         executed, refusals, info = 0, [], {}
         for action in actions:
-            result = self.arm.apply(action)
+            result = self.arm.apply(self.gripper.propose(action))
             if not result.ok:
                 refusals.extend(result.reasons)
                 break
+            self.gripper.commit()
             executed += 1
             info = result.info
         if not executed:

@@ -45,8 +45,12 @@ PAD_CENTRE_X = 0.0156  # along the finger from its frame: pad tip 8 mm past the 
 HOME_POSE = np.zeros(6)
 SLEEP_POSE = np.array([0.0, -1.80, 1.55, 0.0, 0.8, 0.0])
 NEUTRAL_POSE = np.array([-0.13192, -0.76239, 0.44485, -0.01994, 1.75641, -0.15953])
+# bridge_data_robot's start: the tool at BRIDGE_START_POSITION (0.3, 0, 0.15), pointing straight
+# down (IK on this model; FK within 0.05 mm and 1e-6 rad, checked in test_kinematics.py).
+BRIDGE_START_POSE = np.array([0.0, 0.021865, 0.18325, 0.0, 1.365681, 0.0])
 NAMED_POSES: dict[str, np.ndarray] = {  # what ArmBackend.reset(pose) accepts
-    "neutral": NEUTRAL_POSE,  # BridgeData start: tool ~(0.120, -0.019, 0.247), down
+    "neutral": NEUTRAL_POSE,  # BridgeData neutral joints: tool ~(0.120, -0.019, 0.247), down
+    "bridge_start": BRIDGE_START_POSE,  # the real-arm default (config/real_widowx.yaml)
     "sleep": SLEEP_POSE,  # Interbotix sleep (folded on its rest)
     "home": HOME_POSE,  # all joints 0: tool at (0.458, 0, 0.361), outside the workspace box
 }
