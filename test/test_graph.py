@@ -274,3 +274,17 @@ def test_faults_estop_camera_critic_and_policy(critic_dir, tmp_path):
     assert "critic_node exited" in log and "policy_node exited" in log, log[-3000:]
     assert json.loads((out / "summary.json").read_text())["decisions"]["fallback"] >= 1
     assert_no_orphans(out)
+
+
+def test_the_real_arm_without_its_driver_fails_fast_naming_it(critic_dir, tmp_path):
+    """robot:=real with no Interbotix driver in the domain: exit 2 before any node starts."""
+    out = tmp_path / "up"
+    proc = subprocess.run(
+        [VGPS, "up", "robot:=real", "policy:=random", f"critic:={critic_dir}", "--out", str(out),
+         "--episodes", "1", "--set", "arm_driver.connect_timeout_s=1.0"],
+        capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no Interbotix driver for wx250s under /wx250s" in proc.stdout
+    assert "xsarm_control.launch.py robot_model:=wx250s" in proc.stdout
+    assert json.loads((out / "summary.json").read_text())["exit_code"] == 2
+    assert not (out / "processes.json").exists()  # no node was started

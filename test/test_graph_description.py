@@ -70,7 +70,7 @@ def test_launch_arguments_reach_every_node_that_needs_them(tmp_path):
     assert params["arm_driver"]["task"] == "stack_blocks"
     assert {params[n]["instruction"] for n in ("arm_driver", "policy_node", "critic_node")} == {
         "stack it"}
-    assert graph.node("arm_driver").remappings == (("camera/source", "/camera/image_raw"),)
+    assert graph.node("arm_driver").remappings == (("camera/source", "/image_raw"),)
     assert params["critic_node"]["autostart"] is True
     assert graph.arguments["record"] == "out/bag"
 
@@ -92,6 +92,14 @@ def test_the_real_arm_layers_the_bridge_deployment_settings():
                      overrides={"arm_driver": {"sticky_gripper_steps": 1}})
     assert graph.node("selector_node").parameters["k"] == 8
     assert graph.node("arm_driver").parameters["sticky_gripper_steps"] == 1
+
+
+@pytest.mark.parametrize("camera", ["/camera/image_raw", "camera/image_raw", "/camera/image_raw/"])
+def test_the_camera_driver_may_not_publish_on_the_graphs_own_camera_topic(camera):
+    with pytest.raises(ValueError, match="the graph itself publishes /camera/image_raw"):
+        describe({"robot": "real", "policy": "random", "camera": camera})
+    graph = describe({"robot": "real", "policy": "random", "camera": "/cam/color/image_raw"})
+    assert graph.node("arm_driver").remappings == (("camera/source", "/cam/color/image_raw"),)
 
 
 def test_a_real_arm_file_with_unknown_keys_is_refused(tmp_path):
@@ -153,7 +161,7 @@ def test_ros_arguments_match_launch_ros(tmp_path):
     node = describe({"robot": "real", "policy": "remote"}).node("arm_driver")
     args = ros_arguments(node, tmp_path / "p.yaml")
     assert args == ["--ros-args", "-r", "__node:=arm_driver", "--params-file",
-                    str(tmp_path / "p.yaml"), "-r", "camera/source:=/camera/image_raw"]
+                    str(tmp_path / "p.yaml"), "-r", "camera/source:=/image_raw"]
 
 
 def test_params_file_round_trips_through_yaml():

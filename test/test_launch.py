@@ -178,3 +178,11 @@ def test_the_default_critic_is_installed_with_the_launch_file():
     assert not Path(default).is_absolute() and (ROOT / default / "card.json").is_file()
     setup_py = (ROOT / "setup.py").read_text()
     assert f'"{default}"' in setup_py, "setup.py does not install the default critic"
+
+
+@pytest.mark.ros
+def test_the_graphs_camera_topic_is_the_one_the_description_guards():
+    from vgps.graph.description import GRAPH_CAMERA
+    from vgps_ros import qos
+
+    assert GRAPH_CAMERA == "/" + qos.CAMERA

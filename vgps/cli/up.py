@@ -6,8 +6,8 @@
     vgps up critic:=models/sim_critic --episodes 1 --record out/bags/run1
 
 Launch arguments are ``name:=value`` as with ``ros2 launch vgps steer_widowx.launch.py`` (see
-``vgps.graph.description``). In simulation ``--episodes N`` runs N episodes and exits (``0``:
-until Ctrl-C)
+``vgps.graph.description``). ``--episodes N`` runs N episodes back to back, in simulation or
+on the real arm, and exits (``0``: until Ctrl-C)
 and ``--out DIR`` receives ``summary.json`` (episodes, step latency p50/p95), ``params.yaml``,
 ``processes.json``, node logs and, with ``--video``, ``episode_0.mp4``. ``--record DIR`` (or
 ``record:=DIR``) records the steering topics into a rosbag2 bag (MCAP) in ``DIR``
@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                          "camera, record")
     up.add_argument("--task", default=None, help="sim task (same as task:=)")
     up.add_argument("--episodes", type=int, default=None,
-                    help="sim: run this many episodes, then exit (0: until Ctrl-C; default: "
+                    help="run this many episodes, then exit (0: until Ctrl-C; default: "
                          "the parameter file's)")
     up.add_argument("--out", type=Path, default=None,
                     help="directory for summary.json, logs, params.yaml (default: a temp dir)")

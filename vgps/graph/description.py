@@ -23,7 +23,9 @@ k               candidates per step -> policy_node, critic_node (warm-up), selec
 beta            selection temperature -> selector_node (and critic_node, unused there)
 task            sim task -> arm_driver.task
 instruction     instruction override -> arm_driver, policy_node, critic_node
-camera          (robot:=real) the camera driver's image topic, forwarded after each action
+camera          (robot:=real) the camera driver's image topic (default ``/image_raw``, what
+                ``usb_cam`` and ``v4l2_camera`` publish), forwarded after each action; it may
+                not be the graph's own ``/camera/image_raw``
 overlay         ``true`` adds ``overlay_node`` (enabled), which draws every step's candidates
                 coloured by Q on the camera frame -> ``vgps/overlay``; default ``false``
 record          bag directory (must not exist yet): adds the ``recorder`` node
@@ -53,6 +55,10 @@ import yaml
 from vgps.bags import RECORDER_PARAMETERS
 
 CONFIG_NAME = "steer_widowx.yaml"
+# What the arm driver publishes each observation on (vgps_ros.qos.CAMERA in the root namespace):
+# a camera driver publishing here would feed the policy and critic directly, unsynchronised with
+# the arm, and the driver its own output.
+GRAPH_CAMERA = "/camera/image_raw"
 REAL_CONFIG_NAME = "real_widowx.yaml"  # layered over CONFIG_NAME for robot:=real
 OCTO_ALIASES = {"octo": "hf://rail-berkeley/octo-small-1.5",
                 "octo-small-1.5": "hf://rail-berkeley/octo-small-1.5",
@@ -74,7 +80,8 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "beta": LaunchArgument("", "selection temperature, 0 = argmax ('' = the parameter file's)"),
     "task": LaunchArgument("", "sim task ('' = the parameter file's)"),
     "instruction": LaunchArgument("", "instruction override ('' = the task's own)"),
-    "camera": LaunchArgument("/camera/image_raw", "robot:=real: the camera driver's topic"),
+    "camera": LaunchArgument("/image_raw", "robot:=real: the camera driver's image topic "
+                                           "(not the graph's own /camera/image_raw)"),
     "overlay": LaunchArgument("false", "true: start overlay_node, which publishes vgps/overlay "
                                        "(the candidates drawn on the camera frame)"),
     "record": LaunchArgument("", "bag directory to record the steering topics into (rosbag2, "
@@ -265,6 +272,12 @@ def describe(arguments: Mapping[str, str] | None = None,
             values["autostart"] = bool(autostart)
         remaps: tuple[tuple[str, str], ...] = ()
         if entry.name == "arm_driver" and args["robot"] == "real":
+            camera = "/" + args["camera"].strip().strip("/")
+            if camera == GRAPH_CAMERA:
+                raise ValueError(
+                    f"camera:={args['camera']}: the graph itself publishes {GRAPH_CAMERA} (the "
+                    "frame taken after each action); start the camera driver on another topic "
+                    "(e.g. its default /image_raw) and pass it as camera:=TOPIC")
             remaps = (("camera/source", args["camera"]),)
         nodes.append(entry.spec(values, remaps))
     if args["overlay"] not in ("true", "false"):

@@ -91,11 +91,9 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
         overrides.setdefault("arm_driver", {})["episodes"] = config.episodes or 1_000_000
     graph = describe(config.arguments, overrides, config.config)
     sim = graph.node("arm_driver").parameters["backend"] == "sim"
-    expected = None
-    if sim:
-        expected = config.episodes if config.episodes is not None else int(
-            graph.node("arm_driver").parameters["episodes"])
-        expected = expected or None
+    expected = config.episodes if config.episodes is not None else int(
+        graph.node("arm_driver").parameters["episodes"])
+    expected = expected or None
     _check_critic(graph)
     bag = _check_record(graph)
     workdir = Path(config.out) if config.out else Path(tempfile.mkdtemp(prefix="vgps-up-"))
@@ -127,10 +125,13 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     echo(f"vgps up: ROS_DOMAIN_ID={domain_id}, logs and parameters in {workdir}")
     if bag is not None:
         echo(f"recording the steering topics to {bag}")
-    exit_code = 0
+    exit_code, started = 0, False
     try:
-        procs.start()
-        exit_code = bring_up(graph, procs, Lifecycle(node), config.startup_timeout_s, echo)
+        exit_code = 0 if sim else _wait_for_arm(node, graph, echo)
+        if exit_code == 0:
+            started = True
+            procs.start()
+            exit_code = bring_up(graph, procs, Lifecycle(node), config.startup_timeout_s, echo)
         if exit_code == 0:
             exit_code = _watch(procs, monitor, expected, config, echo, stop)
     except KeyboardInterrupt:
@@ -154,7 +155,8 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
         monitor.summary(), arguments=dict(graph.arguments), exit_code=exit_code,
         ros_domain_id=domain_id, video_requested=video,
         video=monitor.write_video(workdir / "episode_0.mp4") if video else None,
-        bag=read_bag_summary(bag, echo) if bag is not None else None)
+        bag=read_bag_summary(bag, echo) if bag is not None and started else None)
+    workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "summary.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
 
@@ -179,6 +181,37 @@ def _interrupt_on_signals(before_rclpy: bool) -> dict[int, Any]:
         raise KeyboardInterrupt
 
     return {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
+
+
+def _wait_for_arm(node: Any, graph: Graph, echo: Callable[[str], None]) -> int:
+    """Waits up to the arm driver's ``connect_timeout_s`` for Interbotix's driver services.
+
+    Before any node starts (and before the critic spends seconds loading), so that a missing
+    driver fails fast and plainly. The arm driver checks again at configure.
+
+    Returns:
+        0 when the driver is up; 2 when it is not (echoed with what to start).
+    """
+    from vgps_widowx.arms.interbotix_config import DRIVER_HINT, DRIVER_SERVICES
+
+    params = graph.node("arm_driver").parameters
+    model = params["robot_model"]
+    namespace = "/" + (params["robot_name"] or model).strip("/")
+    timeout = float(params["connect_timeout_s"])
+    wanted = {f"{namespace}/{name}" for name in DRIVER_SERVICES}
+    echo(f"waiting for Interbotix's driver under {namespace} (connect_timeout_s={timeout:g}) ...")
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = wanted - {name for name, _ in node.get_service_names_and_types()}
+        if not missing:
+            return 0
+        if time.monotonic() >= deadline:
+            echo(f"vgps up: error: no Interbotix driver for {model} under {namespace}: "
+                 f"{len(missing)} of its {len(wanted)} services (e.g. {sorted(missing)[0]}) did "
+                 f"not appear within connect_timeout_s={timeout:g} s; "
+                 + DRIVER_HINT.format(model=model))
+            return 2
+        time.sleep(0.05)
 
 
 def _check_critic(graph: Graph) -> None:

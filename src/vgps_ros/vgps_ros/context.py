@@ -16,10 +16,11 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
 __all__ = ["OwnContext"]
 
@@ -40,15 +41,24 @@ class OwnContext:
                                "starts: call rclpy.init() first")
         self.close()
         self._context = rclpy.Context()
-        rclpy.init(context=self._context)
+        # No arguments: the process's --ros-args (its node name remap, its parameter file) are
+        # the host node's; parsed here they would rename this node to the host's name.
+        rclpy.init(args=[], context=self._context)
         self._node = node_class(node_name=name, context=self._context)
         return self._node
 
     def spin(self) -> None:
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread = threading.Thread(target=self._spin, args=(self._executor,), daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _spin(executor: SingleThreadedExecutor) -> None:
+        # Ctrl-C: rclpy's signal handler shuts every context down, this one included; that is
+        # the end of the session, not an error.
+        with contextlib.suppress(ExternalShutdownException):
+            executor.spin()
 
     def close(self) -> None:
         if self._context is None:

@@ -261,6 +261,8 @@ class ArmDriverNode(ManagedNode):
             self._episode_event(EpisodeStatus.EVENT_FAILED, 0, False)
             self.publish_diagnostics()
             return False
+        # The episode's first image is a frame taken after the reset, not one from before it.
+        self._action_end_ns = self.get_clock().now().nanoseconds
         if self._fault:
             self._fault = ""
             self.publish_diagnostics()
@@ -353,6 +355,7 @@ class ArmDriverNode(ManagedNode):
             except (RuntimeError, ValueError) as exc:
                 response.success, response.message = False, str(exc)
                 return response
+            self._action_end_ns = self.get_clock().now().nanoseconds
             if self.active and runner.running:
                 self._observe()
         response.success, response.message = True, f"arm at the {runner.config.reset_pose} pose"
