@@ -81,6 +81,7 @@ def test_the_real_arm_layers_the_bridge_deployment_settings():
     assert arm["reset_pose"] == "bridge_start" and arm["sticky_gripper_steps"] == 3
     assert arm["workspace_low"] == [0.1, -0.15, -0.1] and arm["workspace_high"] == [
         0.45, 0.25, 0.18]
+    assert (arm["yaw_low"], arm["yaw_high"]) == (-1.57, 1.57)
     assert arm["move_time"] == arm["control_period_s"] == 0.2 and arm["max_steps"] == 120
     assert {real.node(n).parameters["k"] for n in ("policy_node", "critic_node",
                                                     "selector_node")} == {50}

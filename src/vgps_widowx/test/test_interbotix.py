@@ -124,3 +124,24 @@ def test_settings_keep_the_step_within_interbotix_speed_limit():
         real_arm_configs({**values, "max_joint_step": 0.7})
     with pytest.raises(ValueError, match="workspace_low"):
         real_arm_configs({**values, "workspace_low": [0.5, 0.0, 0.0]})
+
+
+def test_the_bridge_start_and_yaw_range_on_the_real_arm(interbotix_sdk):
+    """robot:=real's defaults: reset to (0.3, 0, 0.15) pointing down; the yaw stops at 1.57."""
+    from vgps_widowx.robot import kinematics
+
+    driver = interbotix_sdk.FakeXsSdk().start()
+    arm = real_arm(yaw_low=-1.57, yaw_high=1.57)
+    with arm:
+        arm.reset("bridge_start")
+        np.testing.assert_allclose(driver.commands[-1][0], robot.BRIDGE_START_POSE)
+        q, pos = arm.command
+        np.testing.assert_allclose(pos, robot.BRIDGE_START_POSITION, atol=1e-4)
+        for _ in range(8):  # 2 rad of yaw asked for
+            result = arm.apply(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.25, 1.0]))
+            assert result.ok
+        assert "yaw_clamped" in result.verdict.codes
+        q, _ = arm.command
+        yaw = kinematics.state_euler(kinematics.ArmKinematics(
+            kinematics.kinematic_model()).forward(q)[1])[2]
+        assert yaw == pytest.approx(1.57, abs=0.01)

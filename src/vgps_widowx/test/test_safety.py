@@ -169,8 +169,46 @@ def test_reject_instead_of_clamp():
         ({"max_rotation": float("nan")}, "max_rotation"),
         ({"gripper_low": 0.6, "gripper_high": 0.5}, "gripper_low"),
         ({"max_abs_action": 0.5}, "max_abs_action"),
+        ({"yaw_low": -4.0}, "yaw_low"),
+        ({"yaw_low": 0.5, "yaw_high": 0.5}, "yaw_low"),
+        ({"yaw_high": True}, "yaw_high"),
     ],
 )
 def test_config_names_the_bad_field(kwargs, field):
     with pytest.raises(ValueError, match=f"SafetyConfig.{field}="):
         SafetyConfig(**kwargs)
+
+
+def test_the_yaw_range_shrinks_dyaw_and_lets_an_outside_tool_turn_back():
+    bounded = SafetyFilter(SafetyConfig(yaw_low=-1.57, yaw_high=1.57))
+    verdict = bounded.check(_action(dyaw=0.2), INSIDE, 1.5)
+    assert verdict.ok and verdict.codes == ("yaw_clamped",)
+    assert verdict.action[5] == pytest.approx(0.07, abs=1e-6)
+    assert bounded.check(_action(dyaw=-0.2), INSIDE, 1.5).reasons == ()
+    outside = bounded.check(_action(dyaw=0.1), INSIDE, 1.7)  # past the bound: no further out
+    assert outside.codes == ("outside_yaw_range", "yaw_clamped") and outside.action[5] == 0.0
+    back = bounded.check(_action(dyaw=-0.1), INSIDE, 1.7)
+    assert back.action[5] == pytest.approx(-0.1) and back.codes == ("outside_yaw_range",)
+    missing = bounded.check(_action(dyaw=0.1), INSIDE)  # a bound needs the yaw
+    assert not missing.ok and missing.codes == ("bad_ee_yaw",)
+
+
+def test_the_full_circle_is_no_yaw_bound():
+    assert not SafetyConfig().yaw_bounded and SafetyConfig(yaw_high=1.0).yaw_bounded
+    verdict = SafetyFilter(SafetyConfig()).check(_action(dyaw=0.2), INSIDE, 3.1)
+    assert verdict.ok and verdict.reasons == () and verdict.action[5] == pytest.approx(0.2)
+
+
+def test_a_bounded_arm_stops_turning_at_the_bound():
+    from vgps_widowx.arms import SimArm
+    from vgps_widowx.sim import SimEnvConfig
+
+    arm = SimArm(SimEnvConfig(image_size=(32, 32), n_distractors=0), task="carrot_on_plate",
+                 safety=SafetyConfig(yaw_low=-0.3, yaw_high=0.3))
+    with arm:
+        arm.start_episode("carrot_on_plate", 0)
+        for _ in range(8):  # 2 rad asked for
+            result = arm.apply(_action(dyaw=0.25))
+            assert result.ok
+        assert "yaw_clamped" in result.verdict.codes
+        assert arm.ee_pose()[1][2] == pytest.approx(0.3, abs=0.05)  # the sim tracks within 3 deg

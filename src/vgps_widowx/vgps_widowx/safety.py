@@ -8,7 +8,9 @@ the arm's base frame (m, rad) and an absolute gripper command in [0, 1] (1 = ope
 2. clamps each translation and rotation delta to its per-step limit and the gripper into range;
 3. shrinks the translation so ``ee_pos + delta`` stays inside the workspace box. When ``ee_pos``
    is already outside the box (after a reset to "home", say), moves further out are blocked on
-   that axis and moves back in are allowed, still within the per-step limit.
+   that axis and moves back in are allowed, still within the per-step limit;
+4. where a yaw range is set (``yaw_low``/``yaw_high``, Bridge euler yaw of the tool; the
+   default is the full circle, no bound), shrinks ``dyaw`` the same way.
 
 Every reason is ``"code: human detail"`` (``SafetyVerdict.codes`` lists the codes). With
 ``reject_instead_of_clamp`` any clamp rejects the action instead.
@@ -17,6 +19,7 @@ Usage::
 
     safety = SafetyFilter(SafetyConfig())
     verdict = safety.check(action, ee_pos)     # action (7,), ee_pos (3,) the pose deltas apply to
+    verdict = safety.check(action, ee_pos, ee_yaw)   # with a yaw range: the tool's yaw (rad)
     if verdict.ok:
         backend_execute(verdict.action)        # float32 (7,), clamped
     else:
@@ -58,9 +61,19 @@ class SafetyConfig:
     gripper_high: float = 1.0
     max_abs_action: float = 2.0  # reject any |component| above: a unit/scaling bug, not a policy
     reject_instead_of_clamp: bool = False  # reject actions that would need clamping
+    yaw_low: float = -np.pi  # tool yaw range (rad, Bridge euler); the full circle = no bound
+    yaw_high: float = np.pi
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        for field in ("yaw_low", "yaw_high"):
+            value = getattr(self, field)
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not -np.pi - _TOL <= value <= np.pi + _TOL):
+                raise ValueError(f"{name}.{field}={value!r}: need a number in [-pi, pi]")
+        if self.yaw_low >= self.yaw_high:
+            raise ValueError(f"{name}.yaw_low={self.yaw_low!r}: must be below "
+                             f"yaw_high={self.yaw_high!r}")
         for field in ("workspace_low", "workspace_high"):
             value = getattr(self, field)
             try:
@@ -94,6 +107,11 @@ class SafetyConfig:
             raise ValueError(
                 f"{name}.reject_instead_of_clamp={self.reject_instead_of_clamp!r}: must be a bool"
             )
+
+    @property
+    def yaw_bounded(self) -> bool:
+        """Whether the yaw range is narrower than the full circle."""
+        return self.yaw_high - self.yaw_low < 2 * np.pi - 1e-6
 
     @property
     def action_low(self) -> np.ndarray:
@@ -163,13 +181,15 @@ class SafetyFilter:
         if not isinstance(self.config, SafetyConfig):
             raise ValueError(f"config={config!r}: must be a SafetyConfig")
 
-    def check(self, action: object, ee_pos: object) -> SafetyVerdict:
+    def check(self, action: object, ee_pos: object, ee_yaw: float | None = None) -> SafetyVerdict:
         """Checks one action against the limits; never raises on bad input.
 
         Args:
             action: (7,) ``[dx, dy, dz, droll, dpitch, dyaw, gripper]``.
             ee_pos: (3,) tool position (m, base frame) the translation is applied to: the
                 commanded pose where the backend tracks one, else the measured pose.
+            ee_yaw: the tool's yaw (rad, Bridge euler) the rotation is applied to; needed only
+                when the config bounds the yaw (an action is rejected without it then).
 
         Returns:
             The :class:`SafetyVerdict`: ``ok`` with a float32 (7,) action (clamped where needed),
@@ -199,12 +219,34 @@ class SafetyFilter:
             bound, op = (high[i], ">") if act[i] > high[i] else (low[i], "<")
             reasons.append(f"{code}_clamped: {AXES[i]} {act[i]:.4f} {op} {bound:.4f}")
         reasons.extend(self._clamp_workspace(pos, safe))
+        if cfg.yaw_bounded:
+            yaw, why = _as_vector([np.nan if ee_yaw is None else ee_yaw], 1, "ee_yaw")
+            if yaw is None:
+                return _reject(f"bad_ee_yaw: cannot check the yaw range ({why})")
+            reasons.extend(self._clamp_yaw(float(yaw[0]), safe))
         clamped = bool(reasons)
         if clamped and cfg.reject_instead_of_clamp:
             return _reject(*reasons, "clamp_rejected: reject_instead_of_clamp is set")
         return SafetyVerdict(
             ok=True, action=safe.astype(np.float32), reasons=tuple(reasons), clamped=clamped
         )
+
+    def _clamp_yaw(self, yaw: float, safe: np.ndarray) -> list[str]:
+        """Shrinks ``safe[5]`` in place so the yaw stays in range; returns the reasons."""
+        low, high = self.config.yaw_low, self.config.yaw_high
+        reasons = []
+        if yaw < low - _TOL or yaw > high + _TOL:
+            reasons.append(f"outside_yaw_range: yaw {yaw:.3f} outside [{low:.3f}, {high:.3f}]; "
+                           "only turns back in are allowed")
+        lo_eff, hi_eff = min(low, yaw), max(high, yaw)
+        target = yaw + safe[5]
+        bounded = min(max(target, lo_eff), hi_eff)
+        if abs(bounded - target) > _TOL:
+            op, bound = (">", hi_eff) if target > hi_eff else ("<", lo_eff)
+            reasons.append(f"yaw_clamped: yaw {target:.4f} {op} {bound:.4f}, dyaw {safe[5]:.4f} "
+                           f"-> {bounded - yaw:.4f}")
+        safe[5] = bounded - yaw
+        return reasons
 
     def _clamp_workspace(self, pos: np.ndarray, safe: np.ndarray) -> list[str]:
         """Shrinks ``safe[:3]`` in place so the target stays in the box; returns the reasons."""

@@ -64,9 +64,9 @@ class ArmBackend(abc.ABC):
     """Base of every arm: connection lifecycle, named-pose reset, safe ``apply`` and state reads.
 
     Subclasses implement ``_connect``, ``_disconnect``, ``_reset``, ``_execute``, ``joints``,
-    ``gripper`` and ``ee_pose``; they may override ``_reference_position`` (the tool position an
-    action's translation starts from, default: measured), ``camera_image`` and
-    ``_backend_faults``.
+    ``gripper`` and ``ee_pose``; they may override ``_reference_position`` and
+    ``_reference_yaw`` (the tool pose an action starts from, default: measured),
+    ``camera_image`` and ``_backend_faults``.
 
     Args:
         safety: limits of the shared safety filter; defaults to :class:`SafetyConfig()`.
@@ -161,7 +161,13 @@ class ArmBackend(abc.ABC):
             reference = self._reference_position()
         except Exception as exc:  # noqa: BLE001 - a driver read failure must not escape apply
             return self._failed(f"state_unavailable: {type(exc).__name__}: {exc}", None)
-        verdict = self.safety.check(action, reference)
+        yaw = None
+        if self.safety.config.yaw_bounded:
+            try:
+                yaw = float(self._reference_yaw())
+            except Exception as exc:  # noqa: BLE001 - a driver read failure must not escape apply
+                return self._failed(f"state_unavailable: {type(exc).__name__}: {exc}", None)
+        verdict = self.safety.check(action, reference, yaw)
         if not verdict.ok:
             return ApplyResult(False, None, verdict.reasons, verdict)
         try:
@@ -226,6 +232,11 @@ class ArmBackend(abc.ABC):
     def _reference_position(self) -> np.ndarray:
         """(3,) tool position the next action's translation is applied to."""
         return self.ee_pose()[0]
+
+    def _reference_yaw(self) -> float:
+        """Tool yaw (rad, Bridge euler) the next action's rotation is applied to (default:
+        measured); read only when the safety config bounds the yaw."""
+        return float(self.ee_pose()[1][2])
 
     def _backend_faults(self) -> list[str]:
         return []

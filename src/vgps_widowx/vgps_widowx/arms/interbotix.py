@@ -274,6 +274,9 @@ class InterbotixArm(ArmBackend):
             self._set_command(self.joints())
         return self._cmd_pos.copy()
 
+    def _reference_yaw(self) -> float:  # after _reference_position (which may resync)
+        return float(kinematics.state_euler(self._cmd_rot)[2])
+
     def _execute(self, action: np.ndarray) -> dict[str, Any]:
         cfg = self.config
         act = action.astype(np.float64)

@@ -106,6 +106,9 @@ REAL_ARM_SETTINGS: tuple[tuple[Any, ...], ...] = (
      (0.0001, 1.0)),
     ("max_rotation", _SAFE.max_rotation, "real arm: |droll|, |dpitch|, |dyaw| per step (rad)",
      (0.0001, 3.2)),
+    ("yaw_low", _SAFE.yaw_low, "real arm: lowest tool yaw (rad, Bridge euler; -pi..pi = no "
+     "bound)", (-np.pi, np.pi)),
+    ("yaw_high", _SAFE.yaw_high, "real arm: highest tool yaw (rad)", (-np.pi, np.pi)),
 )
 
 
@@ -124,5 +127,6 @@ def real_arm_configs(values: Mapping[str, Any]) -> dict[str, Any]:
     safety = SafetyConfig(workspace_low=tuple(values["workspace_low"]),
                           workspace_high=tuple(values["workspace_high"]),
                           max_translation=values["max_translation"],
-                          max_rotation=values["max_rotation"])
+                          max_rotation=values["max_rotation"],
+                          yaw_low=values["yaw_low"], yaw_high=values["yaw_high"])
     return {"config": config, "safety": safety}
