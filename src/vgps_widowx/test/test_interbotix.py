@@ -88,11 +88,13 @@ def test_the_reset_target_not_the_lagging_measurement_is_the_command(interbotix_
     driver = interbotix_sdk.FakeXsSdk().start()
     with real_arm() as arm:
         arm.reset("neutral")
-        lag = np.abs(arm.joints() - robot.NEUTRAL_POSE).max()
-        assert lag > 1e-3  # the driver returned a tick early
         np.testing.assert_allclose(arm.command[0], robot.NEUTRAL_POSE)
         assert arm.apply(np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])).ok
         np.testing.assert_allclose(driver.commands[-1][0], robot.NEUTRAL_POSE, atol=1e-4)
+        assert arm.apply(np.array([0.0, 0.0, -0.02, 0.0, 0.0, 0.0, 1.0])).ok
+        target = np.array(driver.commands[-1][0])
+        assert np.abs(np.array(driver.position[:6]) - target).max() > 1e-4  # a tick early
+        np.testing.assert_allclose(arm.command[0], target)  # the next step starts from here
 
 
 def test_actions_become_joint_targets_within_the_step_limits(interbotix_sdk):
@@ -145,3 +147,14 @@ def test_the_bridge_start_and_yaw_range_on_the_real_arm(interbotix_sdk):
         yaw = kinematics.state_euler(kinematics.ArmKinematics(
             kinematics.kinematic_model()).forward(q)[1])[2]
         assert yaw == pytest.approx(1.57, abs=0.01)
+
+
+def test_a_reset_returns_with_the_arm_settled_on_its_pose(interbotix_sdk):
+    """The blocking call returns a tick early; the first observation must show the start pose."""
+    interbotix_sdk.FakeXsSdk().start()
+    arm = real_arm()
+    with arm:
+        for pose in ("bridge_start", "neutral", "bridge_start"):
+            arm.reset(pose)
+            np.testing.assert_allclose(arm.joints(), robot.NAMED_POSES[pose], atol=2e-3)
+        assert not [f for f in arm.faults() if f.startswith("reset_not_settled")]

@@ -6,13 +6,14 @@ for (typed ``std_srvs/Trigger`` here: ``interbotix_xs_msgs`` is not built in CI)
 motors are in memory (:attr:`FakeXsSdk.position`), reached by the fake API through
 :data:`RUNNING`. Observed behaviour it reproduces: a blocking command returns one tick (33 ms)
 before the target is reached, the measured pose lagging by ``tick / moving_time`` of the move
-(until the next command); joint and velocity limits (pi rad/s) come from the driver's info.
+until that tick has passed; joint and velocity limits (pi rad/s) come from the driver's info.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -45,6 +46,7 @@ class FakeXsSdk:
         self.lock = threading.Lock()
         self.position = [*SLEEP, 0.0, FINGER_OPEN, -FINGER_OPEN]
         self.commands: list[tuple[list[float], float]] = []  # (arm joints, moving_time) sent
+        self._arrival: tuple[float, list[float]] | None = None  # (monotonic time, target)
         self.register_writes = 0
         self._context = self._node = self._executor = self._thread = None
 
@@ -85,6 +87,7 @@ class FakeXsSdk:
             left = min(1.0, TICK / moving_time)
             self.position[:6] = [t - (t - s) * left for s, t in zip(start, target)]
             self.commands.append((list(target), moving_time))
+            self._arrival = (time.monotonic() + TICK, list(target))
 
     def set_fingers(self, finger: float) -> None:
         with self.lock:
@@ -92,4 +95,6 @@ class FakeXsSdk:
 
     def joint_states(self) -> tuple[tuple[str, ...], list[float]]:
         with self.lock:
+            if self._arrival is not None and time.monotonic() >= self._arrival[0]:
+                self.position[:6], self._arrival = self._arrival[1], None
             return JOINTS, list(self.position)

@@ -24,7 +24,9 @@ What Interbotix's own driver showed (the project's facts sheet) and how this bac
 * ``set_joint_positions`` checks the joint speed with the STORED move time: a reset first sets
   the trajectory time to its own (longer) move time, so a far reset after 0.2 s steps passes.
 * a blocking call returns a tick before the target: the target, not the lagging measurement,
-  is kept as the command.
+  is kept as the command, and a reset returns once the measured joints have settled on it
+  (at most ``SETTLE_TIMEOUT_S``; a pose that does not settle is reported in ``faults()``), so
+  an episode's first observation shows the arm at its start pose.
 
 Usage::
 
@@ -61,6 +63,8 @@ INTERBOTIX_INSTALL_HINT = (
 )
 NODE_NAME = "vgps_interbotix"
 _POLL_S = 0.05
+SETTLE_TIMEOUT_S = 0.5  # a reset waits this long at most for the joints to reach the target
+SETTLE_TOLERANCE = 0.002  # rad per joint (~0.5 mm at the tool)
 
 
 class RosSession(Protocol):
@@ -267,6 +271,17 @@ class InterbotixArm(ArmBackend):
             raise ArmCommandError(f"the Interbotix driver refused the reset joints "
                                   f"{np.round(joints, 4).tolist()} over {moving_time:.2f} s")
         self._set_command(joints)  # the target: the measured pose lags it by a tick
+        self._settle(joints)
+
+    def _settle(self, joints: np.ndarray) -> None:
+        """Waits until the measured joints are on ``joints`` (a reset's last tick)."""
+        end = time.monotonic() + SETTLE_TIMEOUT_S
+        while (error := float(np.abs(self.joints() - joints).max())) > SETTLE_TOLERANCE:
+            if time.monotonic() >= end:
+                self._faults.append(f"reset_not_settled: a joint is {error:.4f} rad from the "
+                                    f"reset pose {SETTLE_TIMEOUT_S:g} s after the move")
+                return
+            time.sleep(0.005)
 
     def _reference_position(self) -> np.ndarray:
         pos, _ = self._kin.forward(self.joints().astype(np.float64))
