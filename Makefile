@@ -9,7 +9,7 @@ STAMP := $(VENV)/.vgps-installed
 ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( RANDOM % 100 + 1 ))}
 PKGS := -e src/vgps_ros -e "src/vgps_critic[oracle]" -e src/vgps_policy_bridge -e src/vgps_widowx -e training
 
-.PHONY: test demo lint venv bench clean-venv
+.PHONY: test demo lint venv bench clean-venv pythons
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ test: lint
 	# pure: no ROS there either.
 	$(ROS_ENV) MUJOCO_GL=egl TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=test $(PY) -m pytest -q -p no_ros \
 	  training/tests
+
+# The runtime packages' pure tests on the other Pythons of the ROS 2 distributions (Humble 3.10;
+# Jazzy, Kilted 3.12), each in its own venv build/py<version>-venv; PYTHONS="3.10 3.12" picks them.
+pythons:
+	$(ROS_ENV) MUJOCO_GL=egl bash scripts/check_pythons.sh
 
 # The ROS 2 steering graph in simulation: 2 episodes, per-step Q statistics, out/demo/summary.json
 # and out/demo/episode_0.mp4. Steers with models/sim_critic when it exists, else with a random
