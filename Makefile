@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.vgps-installed
 # Isolate ROS 2 traffic to this machine and to one domain per run.
 ROS_ENV := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( RANDOM % 100 + 1 ))}
-PKGS := -e src/vgps_ros -e "src/vgps_critic[oracle]" -e src/vgps_policy_bridge -e src/vgps_widowx -e training
+PKGS := -e src/vgps_ros -e src/vgps_policy_server -e "src/vgps_critic[oracle]" -e src/vgps_policy_bridge -e src/vgps_widowx -e training
 
 .PHONY: test demo lint venv bench clean-venv pythons
 
@@ -48,7 +48,8 @@ pythons:
 	$(ROS_ENV) MUJOCO_GL=egl bash scripts/check_pythons.sh
 
 # The ROS 2 steering graph in simulation: 2 episodes, per-step Q statistics, out/demo/summary.json
-# and out/demo/episode_0.mp4. Steers with models/sim_critic when it exists, else with a random
+# and out/demo/episode_0.mp4. The simulation policy runs in a vgps-policy-server process, reached
+# over the policy-server protocol as a real generalist would be. Steers with models/sim_critic when it exists, else with a random
 # critic made on the fly (a plumbing demo: its choices carry no meaning).
 demo: $(STAMP)
 	@critic=models/sim_critic; \
@@ -58,7 +59,7 @@ demo: $(STAMP)
 	  echo "      This is a plumbing demo of the ROS 2 graph; train a critic (see README)."; \
 	  test -f $$critic/card.json || $(VENV)/bin/vgps critic init --config sim --out $$critic; \
 	fi; \
-	$(ROS_ENV) MUJOCO_GL=egl $(VENV)/bin/vgps up critic:=$$critic policy:=sim robot:=sim \
+	$(ROS_ENV) MUJOCO_GL=egl $(VENV)/bin/vgps up critic:=$$critic robot:=sim --serve-policy sim \
 	  --task carrot_on_plate --episodes 2 --out out/demo --video
 
 bench: $(STAMP)

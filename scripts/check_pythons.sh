@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The runtime packages on the other Pythons of the ROS 2 distributions: Humble runs Python 3.10,
 # Jazzy and Kilted 3.12 (the dev venv, .venv, is 3.11). For each version, install vgps_ros,
-# vgps_critic, vgps_policy_bridge and vgps_widowx (editable, with what their pure tests need, no
-# ROS and no torch) into a virtual environment of its own and run their pure test tier there.
+# vgps_policy_server, vgps_critic, vgps_policy_bridge and vgps_widowx (editable, with what their
+# pure tests need, no ROS and no torch) into a virtual environment of its own and run their pure
+# test tier there.
 #
 # Usage: scripts/check_pythons.sh [VERSION ...]     (default: $PYTHONS, else "3.10 3.12")
 #
 # Each interpreter is python<VERSION> on PATH (a pyenv shim counts when it runs that version),
 # else the newest ${PYENV_ROOT:-~/.pyenv}/versions/<VERSION>*/bin/python<VERSION>; a missing one
 # is an error naming it. The venv is build/py<VERSION>-venv, reused while the inputs of the
-# install (the four pyproject.toml files, this script, the interpreter) are unchanged. Prints
+# install (the packages' pyproject.toml files, this script, the interpreter) are unchanged. Prints
 # one summary line per version and exits non-zero when any version fails to install or to pass.
 set -euo pipefail
 
@@ -39,8 +40,8 @@ for ver in "${versions[@]}"; do
   [[ "${ver}" =~ ^3\.[0-9]+$ ]] || die "'${ver}' is not a Python version like 3.10; see --help"
 done
 
-packages=(vgps_ros vgps_critic vgps_policy_bridge vgps_widowx)
-# The pure tier of `make test`, for these four packages only (ROS unimportable: test/no_ros.py).
+packages=(vgps_ros vgps_policy_server vgps_critic vgps_policy_bridge vgps_widowx)
+# The pure tier of `make test`, for these packages only (ROS unimportable: test/no_ros.py).
 test_dirs=()
 install_args=()
 for pkg in "${packages[@]}"; do
@@ -126,7 +127,7 @@ install_venv() {
     } | "${hasher[@]}" | cut -d' ' -f1
   )"
   if [[ -f "${stamp_file}" && "$(cat "${stamp_file}")" == "${stamp}" ]] \
-    && "${venv}/bin/python" -c "import vgps_ros, vgps_critic, vgps_policy_bridge, vgps_widowx" \
+    && "${venv}/bin/python" -c "import vgps_ros, vgps_policy_server, vgps_critic, vgps_policy_bridge, vgps_widowx" \
       >/dev/null 2>&1; then
     echo "reused"
     return 0

@@ -32,15 +32,15 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 COLCON_VENV = ROOT / "build" / "colcon-venv"
 REQUIREMENTS = ("colcon-common-extensions", "setuptools==68.1.2")
-PACKAGES = ("vgps_interfaces", "vgps_ros", "vgps_critic", "vgps_policy_bridge", "vgps_widowx",
-            "vgps")
+PACKAGES = ("vgps_interfaces", "vgps_ros", "vgps_policy_server", "vgps_critic",
+            "vgps_policy_bridge", "vgps_widowx", "vgps")
 PYTHON_PACKAGES = PACKAGES[1:]
 # What the workspace's packages are made of (ros2_ws/src links to src/* and to the root).
 COPIED = ("setup.py", "package.xml", "pyproject.toml", "README.md", "resource", "launch",
           "config", "models", "vgps", "src", "ros2_ws")
 NOT_COPIED = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "install", "log")
 EXECUTABLES = sorted({(e.package, e.executable) for e in (*NODES, OVERLAY, RECORDER)}
-                     | {("vgps", "vgps")})
+                     | {("vgps", "vgps"), ("vgps_policy_server", "vgps-policy-server")})
 SHARED = ("launch/steer_widowx.launch.py", "config/steer_widowx.yaml", "config/real_widowx.yaml",
           *(p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "models" / "sim_critic")
                                                            .rglob("*")) if p.is_file()))

@@ -151,9 +151,11 @@ def assert_no_orphans(out: Path) -> None:
 
 
 def test_sim_episode_through_all_nodes_with_live_k_and_beta(critic_dir, tmp_path):
+    """The simulation policy runs in a vgps-policy-server process: the real robot's wire path."""
     probe = Probe()
     out = tmp_path / "up"
-    proc = start_up(critic_dir, out, "--episodes", "1", "--timeout", "300")
+    proc = start_up(critic_dir, out, "--episodes", "1", "--timeout", "300",
+                    "--serve-policy", "sim")
     try:
         probe.wait(lambda: len(probe.steps(0)) >= 3 or proc.poll() is not None, 180,
                    "three executed steps")
@@ -192,7 +194,10 @@ def test_sim_episode_through_all_nodes_with_live_k_and_beta(critic_dir, tmp_path
     decided = [m for m in executed if stamp_to_ns(m.header.stamp) > set_at_ns]
     assert decided and all((m.k, m.beta) == (6, 0.5) for m in decided)
     assert {m.reason for m in decided} <= {"softmax", "fallback"}
+    assert {m.candidates.policy_name for m in scored} == {"remote:sim"}  # over the wire
+    assert "policy server sim at ws://127.0.0.1:" in log
     assert_no_orphans(out)
+    assert "serving sim on ws://127.0.0.1:" in (out / "logs" / "policy_server.log").read_text()
 
 
 def _selector_mode(probe: Probe, t0: float) -> set[str]:

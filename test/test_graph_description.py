@@ -86,6 +86,8 @@ def test_the_real_arm_layers_the_bridge_deployment_settings():
     assert {real.node(n).parameters["k"] for n in ("policy_node", "critic_node",
                                                     "selector_node")} == {50}
     assert real.node("selector_node").parameters["beta"] == 0.0
+    assert real.node("selector_node").parameters["execute"] == "ensemble"
+    assert real.node("policy_node").parameters["horizon"] == 4
     assert sim.node("arm_driver").parameters["sticky_gripper_steps"] == 0
     assert sim.node("selector_node").parameters["k"] == 10
     # launch arguments and overrides still win over the real arm's file

@@ -1,7 +1,7 @@
 """The two descriptions of each Python package agree: pyproject.toml (pip) and setup.py +
 package.xml (colcon). Pure and fast; test_colcon.py builds the workspace for real.
 
-Checked for the bringup package and the four runtime packages: package.xml is valid XML whose
+Checked for the bringup package and the runtime packages: package.xml is valid XML whose
 name is the package's; its version is pyproject.toml's (setup.py reads it from package.xml); the
 console scripts of setup.py are exactly pyproject.toml's; every pip dependency that has a rosdep
 key is declared in package.xml under that key, and ros2_ws/README.md's pip step installs every
@@ -24,7 +24,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"vgps": ROOT, **{name: ROOT / "src" / name for name in
-                            ("vgps_ros", "vgps_critic", "vgps_policy_bridge", "vgps_widowx")}}
+                            ("vgps_ros", "vgps_policy_server", "vgps_critic",
+                             "vgps_policy_bridge", "vgps_widowx")}}
 # pip distribution -> rosdep key (rosdep/python.yaml of ros/rosdistro) for those that have one.
 ROSDEP_KEYS = {"numpy": "python3-numpy", "pyyaml": "python3-yaml", "pillow": "python3-pil",
                "rich": "python3-rich", "tqdm": "python3-tqdm", "msgpack": "python3-msgpack"}

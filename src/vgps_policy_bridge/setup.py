@@ -39,6 +39,8 @@ setup(
     # The node executables; pip reads the same list from pyproject.toml [project.scripts].
     entry_points={"console_scripts": [
         "policy_node = vgps_policy_bridge.policy_node:main",
+    ], "vgps_policy_server.policies": [  # vgps-policy-server --policy sim
+        "sim = vgps_policy_bridge.sim_served",
     ]},
     # colcon/ament_python: executables go to lib/<package>/, where ros2 run and launch_ros look.
     options={"develop": {"script_dir": f"$base/lib/{package}"},

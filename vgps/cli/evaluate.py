@@ -39,7 +39,8 @@ def add_sim_arguments(parser: argparse.ArgumentParser, image_size: int) -> None:
     parser.add_argument("--task", default="all", help=TASK_HELP)
     parser.add_argument("--episodes", type=int, default=50, help="episodes per task")
     parser.add_argument("--policy", default="sim",
-                        help=f"in-process policy ({', '.join(IN_PROCESS)})")
+                        help=f"in-process policy ({', '.join(IN_PROCESS)}) or a policy "
+                             "server's ws://host:port (vgps-policy-server)")
     parser.add_argument("--critic", default=None, metavar="PATH",
                         help="critic checkpoint directory to steer with")
     parser.add_argument("--beta", type=float, default=0.0,

@@ -39,6 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--episodes", type=int, default=None,
                     help="run this many episodes, then exit (0: until Ctrl-C; default: "
                          "the parameter file's)")
+    up.add_argument("--serve-policy", metavar="NAME", default="",
+                    help="start `vgps-policy-server --policy NAME` on a free local port and "
+                         "steer with it over the policy-server protocol (policy:= becomes its "
+                         "URL), e.g. --serve-policy sim")
+    up.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
+                    metavar="ARG", help="an argument of that server (repeatable), e.g. "
+                                        "--serve-arg=--horizon --serve-arg=4")
     up.add_argument("--out", type=Path, default=None,
                     help="directory for summary.json, logs, params.yaml (default: a temp dir)")
     up.add_argument("--video", action="store_true", help="sim: write OUT/episode_0.mp4")
@@ -88,7 +95,8 @@ def _up(args: argparse.Namespace) -> int:
         arguments["record"] = str(args.record)
     config = UpConfig(arguments=arguments, overrides=parse_sets(args.sets),
                       config=args.params_file, out=args.out, episodes=args.episodes,
-                      video=args.video, timeout_s=args.timeout, quiet=args.quiet)
+                      video=args.video, timeout_s=args.timeout, quiet=args.quiet,
+                      serve_policy=args.serve_policy, serve_args=tuple(args.serve_args))
     result = up(config)
     for ep in result.episodes:
         print(f"episode {ep.episode} ({ep.task}): "

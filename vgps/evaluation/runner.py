@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from vgps.evaluation.results import results_markdown, task_results
 from vgps_policy_bridge.policy import Policy
-from vgps_policy_bridge.registry import IN_PROCESS, make_policy
+from vgps_policy_bridge.registry import IN_PROCESS, PolicySettings, make_policy
 from vgps_widowx.sim import TASKS, SimEnvConfig, WidowXSimEnv
 
 if TYPE_CHECKING:  # jax and the critic load only when a critic is given
@@ -42,7 +42,8 @@ if TYPE_CHECKING:  # jax and the critic load only when a critic is given
     from vgps_critic import Scorer
     from vgps_critic.steering import Steerer
 
-POLICIES = IN_PROCESS  # the registry's policies that run in-process (Octo: behind the node)
+POLICIES = IN_PROCESS  # the registry's policies that run in-process (Octo: behind a server)
+REMOTE_TIMEOUT_S = 60.0  # a served policy's answer, per step
 DEFAULT_K_WITH_CRITIC = 10  # the paper's smaller simulated setting (K in {10, 50})
 
 
@@ -53,7 +54,7 @@ class EvalConfig:
     tasks: tuple[str, ...]  # task names (see vgps_widowx.sim.TASKS)
     out: Path  # output directory
     episodes: int = 50  # episodes per task
-    policy: str = "sim"  # in-process policy name (vgps_policy_bridge.registry), one of POLICIES
+    policy: str = "sim"  # one of POLICIES (vgps_policy_bridge.registry), or ws://host:port
     critic: str | None = None  # critic checkpoint directory; None = base policy
     k: int | None = None  # candidates per step; None = 10 with a critic, 1 without
     beta: float = 0.0  # selection temperature: 0 = greedy argmax, > 0 = softmax(Q / beta)
@@ -74,8 +75,9 @@ class EvalConfig:
                                  f"{sorted(TASKS)} or 'all'")
         if self.episodes < 1:
             raise ValueError(f"{name}.episodes={self.episodes!r}: must be >= 1")
-        if self.policy not in POLICIES:
-            raise ValueError(f"{name}.policy={self.policy!r}: choose from {list(POLICIES)}")
+        if self.policy not in POLICIES and not self.policy.startswith(("ws://", "wss://")):
+            raise ValueError(f"{name}.policy={self.policy!r}: choose from {list(POLICIES)} or "
+                             "a policy server's ws://host:port")
         if self.k is not None and self.k < 1:
             raise ValueError(f"{name}.k={self.k!r}: must be >= 1")
         if not math.isfinite(self.beta) or self.beta < 0:
@@ -137,14 +139,20 @@ def episode_seed(seed: int, task: str, index: int) -> int:
 
 
 def in_process_policy(name: str) -> Policy:
-    """The in-process policy called ``name``, built by the one registry of policies.
+    """The policy called ``name``, built by the one registry of policies: an in-process one
+    (:data:`POLICIES`) or a policy server's ``ws://host:port`` (each step waits for its answer
+    up to ``REMOTE_TIMEOUT_S``: an evaluation is not real-time).
 
     Raises:
-        ValueError: ``name`` is not one of :data:`POLICIES`.
+        ValueError: ``name`` is neither.
+        PolicyUnavailableError: no server answers at the URL, or it does not fit the arm.
     """
+    if name.startswith(("ws://", "wss://")):
+        return make_policy(PolicySettings(policy="remote", remote_url=name,
+                                          remote_timeout_s=REMOTE_TIMEOUT_S))
     if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; in-process evaluation supports "
-                         f"{list(POLICIES)}")
+        raise ValueError(f"unknown policy {name!r}; evaluation supports {list(POLICIES)} or "
+                         "a policy server's ws://host:port")
     return make_policy(name)
 
 

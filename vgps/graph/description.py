@@ -15,9 +15,11 @@ Launch arguments (``name:=value``):
 
 ==============  ===========================================================================
 robot           ``sim`` (MuJoCo) or ``real`` (Interbotix WidowX 250) -> arm_driver.backend
-policy          ``sim``, ``random``, ``remote``, an ``http(s)://.../act`` URL (remote), ``octo``,
+policy          ``sim``, ``random``, ``remote``, a ``ws://host:port`` policy server or an
+                ``http(s)://.../act`` URL (both remote), ``octo``,
                 ``octo-small-1.5``/``octo-base-1.5`` (hf://rail-berkeley/...), an ``hf://`` id
                 or a local Octo checkpoint directory
+policy_url      (policy:=remote) the server's URL -> policy_node.remote_url
 critic          critic checkpoint directory -> critic_node.critic
 k               candidates per step -> policy_node, critic_node (warm-up), selector_node
 beta            selection temperature -> selector_node (and critic_node, unused there)
@@ -73,8 +75,11 @@ class LaunchArgument:
 
 LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
     "robot": LaunchArgument("sim", "sim (MuJoCo WidowX) or real (Interbotix WidowX 250)"),
-    "policy": LaunchArgument("sim", "sim | random | remote | http(s)://host:port/act | octo | "
+    "policy": LaunchArgument("sim", "sim | random | remote | ws://host:port | "
+                                    "http(s)://host:port/act | octo | "
                                     "octo-small-1.5 | octo-base-1.5 | hf://id | Octo directory"),
+    "policy_url": LaunchArgument("", "policy:=remote: the server's ws://host:port "
+                                     "(vgps-policy-server) or http://host:port/act"),
     "critic": LaunchArgument("", "critic checkpoint directory ('' = the parameter file's)"),
     "k": LaunchArgument("", "candidates per step ('' = the parameter file's)"),
     "beta": LaunchArgument("", "selection temperature, 0 = argmax ('' = the parameter file's)"),
@@ -226,6 +231,8 @@ def describe(arguments: Mapping[str, str] | None = None,
     put("arm_driver", "backend", "sim" if args["robot"] == "sim" else "interbotix")
     for key, value in policy_parameters(args["policy"]).items():
         put("policy_node", key, value)
+    if args["policy_url"]:
+        put("policy_node", "remote_url", args["policy_url"])
     if args["robot"] == "real" and params["policy_node"]["policy"] == "sim":
         raise ValueError("policy:=sim plans from the simulator's state and needs robot:=sim; "
                          "use policy:=octo-small-1.5, an Octo checkpoint, a remote /act URL or "
@@ -317,7 +324,7 @@ def policy_parameters(policy: str) -> dict[str, Any]:
     """policy_node parameters for the ``policy:=`` launch argument."""
     if policy in ("sim", "remote", "random"):
         return {"policy": policy}
-    if policy.startswith(("http://", "https://")):
+    if policy.startswith(("ws://", "wss://", "http://", "https://")):
         return {"policy": "remote", "remote_url": policy}
     if policy in OCTO_ALIASES:
         return {"policy": "octo", "octo_model": OCTO_ALIASES[policy]}

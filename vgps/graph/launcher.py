@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from vgps.graph.description import RECORDER, Graph, describe
 from vgps.graph.lifecycle import Lifecycle, bring_up
+from vgps.graph.policy_server import ServedPolicyProcess
 from vgps.graph.processes import NodeProcesses, isolate
 from vgps.graph.result import UpResult, read_bag_summary
 
@@ -69,6 +70,8 @@ class UpConfig:
     timeout_s: float | None = None  # give up (exit code 3) after this long
     startup_timeout_s: float = 240.0  # lifecycle transitions must finish within this
     quiet: bool = False  # no per-step lines
+    serve_policy: str = ""  # start `vgps-policy-server --policy NAME`; policy:= becomes its URL
+    serve_args: tuple[str, ...] = ()  # its policy options
 
 
 def up(config: UpConfig, echo: Callable[[str], None] = print,
@@ -89,14 +92,27 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     overrides = {k: dict(v) for k, v in config.overrides.items()}
     if config.episodes is not None:
         overrides.setdefault("arm_driver", {})["episodes"] = config.episodes or 1_000_000
-    graph = describe(config.arguments, overrides, config.config)
+    workdir = Path(config.out) if config.out else Path(tempfile.mkdtemp(prefix="vgps-up-"))
+    server = None
+    arguments = dict(config.arguments)
+    if config.serve_policy:  # before the graph: the policy node checks the server at configure
+        server = ServedPolicyProcess(config.serve_policy, config.serve_args, env,
+                                     workdir / "logs")
+        arguments["policy"] = server.start()
+        echo(f"policy server {config.serve_policy} at {server.url} "
+             f"(log {server.log_path})")
+    try:
+        graph = describe(arguments, overrides, config.config)
+        _check_critic(graph)
+        bag = _check_record(graph)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     sim = graph.node("arm_driver").parameters["backend"] == "sim"
     expected = config.episodes if config.episodes is not None else int(
         graph.node("arm_driver").parameters["episodes"])
     expected = expected or None
-    _check_critic(graph)
-    bag = _check_record(graph)
-    workdir = Path(config.out) if config.out else Path(tempfile.mkdtemp(prefix="vgps-up-"))
     stop = stop or threading.Event()
 
     import rclpy
@@ -140,6 +156,8 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     finally:
         echo("shutting the graph down ...")
         procs.shutdown(last=[RECORDER.name])
+        if server is not None:
+            server.stop()
         executor.shutdown(timeout_sec=1.0)
         # The spinner must be gone before the interpreter finalises: a daemon thread still in
         # rclpy's wait is killed mid C++ frame then, which aborts the process ("terminate

@@ -2,8 +2,13 @@
 
 configure: builds the policy named by ``policy`` - ``sim`` (plans from the simulator's privileged
 state on ``vgps/sim_state``), ``octo`` (loads ``octo_model``, a path or ``hf://`` id, and warms up
-its sampler; fails with the install command when ``octo`` is missing) or ``remote`` (an
-OpenVLA-style HTTP ``/act`` server at ``remote_url``). activate: starts sampling.
+its sampler; fails with the install command when ``octo`` is missing) or ``remote``: a
+``vgps-policy-server`` at ``remote_url`` (``ws://host:port``; its metadata is checked and its
+sampler warmed up for ``k``; a server that plans from the simulator's state also gets
+``vgps/sim_state``) or an OpenVLA-style HTTP ``/act`` endpoint (``http://.../act``).
+activate: starts sampling. A policy or server failure (timeout, lost connection, error reply)
+publishes nothing for that image and is counted and reported on ``/diagnostics``; the
+selector's watchdog holds the arm meanwhile.
 
 Per image: samples K (``k``, live) chunks of H (``horizon``) actions with
 ``default_rng([seed, step])`` and publishes ``vgps/candidates`` stamped with the image's stamp.
@@ -13,8 +18,8 @@ the ``instruction`` parameter, else (sim) the simulator's own. A ``started`` eve
 ``vgps/episode`` resets the policy's history.
 
 Subscribes: ``camera/image_raw`` (sensor QoS), ``vgps/instruction`` (transient local),
-``vgps/sim_state`` (policy sim), ``vgps/episode``. Publishes: ``vgps/candidates``,
-``/diagnostics``.
+``vgps/sim_state`` (policy sim, or a server that needs it), ``vgps/episode``. Publishes:
+``vgps/candidates``, ``/diagnostics``.
 """
 
 from __future__ import annotations
@@ -53,8 +58,8 @@ class PolicyNode(ManagedNode):
               live=False),
         Param("octo_dataset_key", _D.octo_dataset_key,
               "dataset statistics Octo unnormalises actions with (policy octo)", live=False),
-        Param("remote_url", _D.remote_url, "OpenVLA-style /act endpoint (policy remote)",
-              live=False),
+        Param("remote_url", _D.remote_url, "policy server: ws://host:port (vgps-policy-server) "
+              "or an OpenVLA-style http://host:port/act (policy remote)", live=False),
         Param("remote_timeout_s", _D.remote_timeout_s, "per-request timeout (policy remote)",
               range=(0.01, 120.0), live=False),
         Param("remote_batched", _D.remote_batched,
@@ -63,8 +68,8 @@ class PolicyNode(ManagedNode):
     CONFIGURED_BY = "policy"
     DIAGNOSTICS = True
 
-    def __init__(self, name: str = "policy_node"):
-        super().__init__(name)
+    def __init__(self, name: str = "policy_node", **kwargs):
+        super().__init__(name, **kwargs)
         self._group = MutuallyExclusiveCallbackGroup()  # sampling, one at a time
         self._proposer: Proposer | None = None
         self._pub = None
@@ -86,15 +91,18 @@ class PolicyNode(ManagedNode):
             policy.sample({"image": np.zeros((256, 256, 3), np.uint8)}, "warm up",
                           self.param("k"), np.random.default_rng(0))
             policy.reset()
+        elif hasattr(policy, "warm_up"):  # a served model compiles for this K now
+            policy.warm_up(self.param("k"))
+        needs_state = settings.policy == "sim" or getattr(policy, "needs_privileged", False)
         self.own("_proposer", Proposer(policy, self.param("k"), self.param("seed"),
-                                       needs_state=settings.policy == "sim"))
+                                       needs_state=needs_state))
         self._pub = self.publisher(ActionCandidates, qos.CANDIDATES, qos.COMMAND)
         self.subscription(Image, qos.CAMERA, self._on_image, qos.SENSOR,
                           callback_group=self._group)
         self.subscription(String, qos.INSTRUCTION, self._on_instruction, qos.LATCHED)
         self.subscription(EpisodeStatus, qos.EPISODE, self._on_episode, qos.COMMAND,
                           callback_group=self._group)
-        if settings.policy == "sim":
+        if needs_state:
             self.subscription(String, qos.SIM_STATE, self._on_sim_state, qos.COMMAND,
                               callback_group=self._group)
         self.get_logger().info(f"policy {policy.name} ready (k={self.param('k')}, "

@@ -11,7 +11,9 @@ with the ``sim`` extra's.
             (``observation["privileged"]``); runs in-process (``vgps eval``, ``vgps collect``)
 ``octo``    :class:`~vgps_policy_bridge.octo_policy.OctoPolicy` (optional ``octo`` package),
             chunks cut to ``horizon`` actions
-``remote``  :class:`~vgps_policy_bridge.remote_policy.RemotePolicy`: a policy server's ``/act``
+``remote``  a policy server: ``ws://`` -> :class:`~vgps_policy_bridge.server_policy.ServerPolicy`
+            (``vgps-policy-server``, docs/policy_protocol.md); ``http(s)://.../act`` ->
+            :class:`~vgps_policy_bridge.remote_policy.RemotePolicy` (an OpenVLA-style endpoint)
 ``random``  :class:`~vgps_policy_bridge.random_policy.RandomPolicy`: Gaussian steps that ignore
             the image (plumbing checks of a real arm); runs in-process
 ==========  ===================================================================================
@@ -43,9 +45,9 @@ class PolicySettings:
     horizon: int = 1  # H: sim plans H actions; octo keeps the first H of its chunk
     octo_model: str = "hf://rail-berkeley/octo-small-1.5"  # checkpoint path or hf:// id
     octo_dataset_key: str = "bridge_dataset"  # dataset statistics to unnormalise with
-    remote_url: str = "http://127.0.0.1:8000/act"  # OpenVLA-style /act endpoint
+    remote_url: str = "ws://127.0.0.1:8000"  # vgps-policy-server, or an OpenVLA-style /act URL
     remote_timeout_s: float = 2.0  # per request
-    remote_batched: bool = False  # one request with "n": K instead of K requests
+    remote_batched: bool = False  # /act only: one request with "n": K instead of K requests
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -93,6 +95,11 @@ def _octo(settings: PolicySettings) -> Policy:
 
 
 def _remote(settings: PolicySettings) -> Policy:
+    if settings.remote_url.startswith(("ws://", "wss://")):
+        from vgps_policy_bridge.server_policy import ServerPolicy
+
+        return ServerPolicy(settings.remote_url, settings.remote_timeout_s,
+                            horizon=settings.horizon)
     from vgps_policy_bridge.remote_policy import RemotePolicy
 
     return RemotePolicy(settings.remote_url, settings.remote_timeout_s, settings.remote_batched)
