@@ -170,3 +170,106 @@ def test_only_executing_reasons_count_as_steps():
     assert t.summary()["step_latency_ms"]["n"] == len(EXECUTING)
     assert t.idle_holds == 0  # a hold with a source image is a control step
     assert t.decisions["hold"] == 1 and t.step == 6
+
+
+# -- strict episodes (vgps up) and hostile input ------------------------------------------------
+def _events(t: StepTracker, *events: tuple) -> list:
+    return [t.episode_event(ep, "task", "", step, event, event == "succeeded")
+            for ep, step, event in events]
+
+
+def test_strict_episodes_count_only_started_then_ended():
+    t = StepTracker(strict_episodes=True)
+    records = _events(t, (0, 0, "succeeded"),  # never started
+                      (0, 0, "started"), (0, 0, "step"), (0, 0, "succeeded"),
+                      (0, 0, "succeeded"), (0, 0, "started"),  # already ended, started twice
+                      (1, 0, "started"), (1, 0, "Succeeded"), (-1, 0, "started"),
+                      (1, -1, "failed"), (1, 0, ""), (1, 0, "timeout"))
+    assert [r.problem for r in records] == [
+        "never started", "", "", "", "already ended", "started twice", "", "unknown event",
+        "negative number", "negative number", "unknown event", ""]
+    assert t.episodes_done == 2 and dict(t.outcomes) == {"succeeded": 1, "timeout": 1}
+    assert [e["episode"] for e in t.summary()["episodes"]] == [0, 1]
+    assert sum(t.rejected_episode_events.values()) == 7
+    assert t.rejected_episode_events["unknown event"] == 2
+    assert t.episode == 1 and t.last_episode is not None and t.last_episode.event == "timeout"
+    assert not records[0].ended and not records[0].accepted  # a refused outcome did not end
+
+
+def test_lenient_episodes_stay_as_before():
+    t = StepTracker()  # vgps monitor: shows whatever it hears
+    records = _events(t, (3, 5, "succeeded"), (3, 5, "succeeded"), (2, 0, "bogus"))
+    assert t.episodes_done == 2 and all(r.accepted for r in records)
+    assert not t.rejected_episode_events and records[0].seen_steps is None
+
+
+def test_strict_outcome_steps_are_checked_against_executed_decisions():
+    t = StepTracker(strict_episodes=True)
+    _events(t, (0, 0, "started"))
+    for stamp in range(1, 5):  # 4 images, each decided twice (a watchdog fallback first)
+        t.selected(stamp, 1.0, step=stamp, reason="fallback")
+        t.selected(stamp, 1.1, step=stamp, reason="argmax")
+    t.selected(0, 1.2, reason="hold")  # not executed
+    t.selected(9, 1.3, reason="stale")  # not executed
+    ok = _events(t, (0, 4, "succeeded"))[0]
+    assert ok.seen_steps == 4 and not ok.steps_disagree and t.step_mismatches == 0
+    _events(t, (1, 0, "started"))
+    t.selected(10, 2.0, step=10, reason="argmax")
+    near = _events(t, (1, 2, "timeout"))[0]  # one step off: a decision may cross the start
+    assert near.seen_steps == 1 and not near.steps_disagree
+    _events(t, (2, 0, "started"))
+    lie = _events(t, (2, 50, "succeeded"))[0]
+    assert lie.ended and lie.steps_disagree and lie.seen_steps == 0 and t.step_mismatches == 1
+    assert t.episodes_done == 3  # flagged, still counted
+
+
+def test_strict_bookkeeping_is_bounded():
+    t = StepTracker(keep=4, max_records=8, strict_episodes=True)
+    for ep in range(100):
+        _events(t, (ep, 0, "started"))
+    assert len(t._running) == 4
+    for ep in range(96, 100):
+        _events(t, (ep, 0, "failed"))
+    assert t.episodes_done == 4 and not t._running and len(t._ended) == 4
+    assert t.rejected_episode_events == {}
+
+
+HOSTILE = [0, -1, 1, 2**31, 2**32 - 1, 2**63, -(2**63), 2**64 + 5, 10**400, NAN,
+           float("inf"), -float("inf"), 1e308, "", "x" * 10_000, None, b"\xff", [1], {}, 3.5,
+           "\x1b[2J", "\ud800"]
+HOSTILE_Q = [[], [NAN], [float("inf"), -float("inf")], np.full(4096, 3.4e38, np.float32),
+             np.zeros((0, 3)), np.array([1e308, -1e308]), "abc", None, [None], object(),
+             np.full(100_000, NAN, np.float32), np.array(["1", "2"])]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_hostile_values_never_raise(strict):
+    rng = np.random.default_rng(0)
+
+    def pick(values: list) -> object:
+        return values[int(rng.integers(len(values)))]
+
+    events = ["started", "step", "succeeded", "failed", "timeout", *HOSTILE]
+    t = StepTracker(keep=8, max_records=16, strict_episodes=strict)
+    for i in range(3000):
+        stamp = pick(HOSTILE) if i % 3 else int(rng.integers(1, 20))
+        kind = i % 4
+        if kind == 0:
+            t.candidates(stamp, float(rng.random()))
+        elif kind == 1:
+            t.scored(stamp, pick(HOSTILE_Q), pick(HOSTILE), pick(HOSTILE), pick(HOSTILE),
+                     pick(HOSTILE))
+        elif kind == 2:
+            rec = t.selected(stamp, float(rng.random()), pick(HOSTILE), pick(HOSTILE),
+                             pick([*EXECUTING, "hold", *HOSTILE]))
+            assert isinstance(rec.latency_ms, float)
+        else:
+            rec = t.episode_event(pick(HOSTILE), pick(HOSTILE), pick(HOSTILE), pick(HOSTILE),
+                                  pick(events), pick(HOSTILE))
+            assert isinstance(rec.problem, str)
+    summary = t.summary()
+    assert set(summary) == {"episodes", "step_latency_ms", "decisions", "idle_holds"}
+    assert len(summary["episodes"]) <= 16 and len(t._running) <= 8 and len(t._ended) <= 16
+    if strict:  # only well-formed outcomes of started episodes
+        assert all(e["steps"] >= 0 and e["episode"] >= 0 for e in summary["episodes"])
+    assert t.all_decisions()  # something was counted

@@ -7,7 +7,9 @@
      "arguments": {launch argument: value}, "exit_code": int, "ros_domain_id": int,
      "video": path or null (only with --video in sim),
      "bag": {"path", "messages": {topic: count}, "problems": [...]} or {"path", "error"}
-            (only with --record)}
+            (only with --record),
+     "anomalies": {kind: count} (only when the monitor refused or flagged messages, e.g.
+                  "foreign_episode_events": episode events not from the graph's arm driver)}
 
 Usage::
 
@@ -92,6 +94,8 @@ class UpResult:
     video_requested: bool = False  # --video in sim: "video" is in the summary
     video: Path | None = None  # episode 0 as MP4 (None: no frames)
     bag: BagSummary | None = None  # --record: what the bag holds
+    # messages the monitor refused or flagged, by kind (GraphMonitor.summary()["anomalies"])
+    anomalies: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_monitor(cls, summary: Mapping[str, Any], **fields: Any) -> UpResult:
@@ -99,7 +103,8 @@ class UpResult:
         return cls(episodes=tuple(EpisodeOutcome.from_json(e) for e in summary["episodes"]),
                    step_latency_ms=StepLatency.from_json(summary["step_latency_ms"]),
                    decisions=dict(summary["decisions"]), idle_holds=int(summary["idle_holds"]),
-                   **fields)
+                   **{"anomalies": {str(k): int(v) for k, v in
+                                    summary.get("anomalies", {}).items() if v}, **fields})
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``summary.json``."""
@@ -116,6 +121,8 @@ class UpResult:
             out["video"] = str(self.video) if self.video else None
         if self.bag is not None:
             out["bag"] = self.bag.to_json()
+        if any(self.anomalies.values()):
+            out["anomalies"] = dict(self.anomalies)
         return out
 
 

@@ -13,6 +13,14 @@ which matches the three messages of a control step by the source image's stamp a
 * decisions by reason (control steps; watchdog holds with no source image apart), the graph's
   step counter, episode outcomes, and the summary that ``vgps up`` writes to ``summary.json``.
 
+With ``strict_episodes`` (``vgps up``, whose exit depends on the episode count) an episode event
+must also make sense: an outcome counts only for an episode that started and has not ended yet,
+a start only for an episode not seen before, and unknown events or negative numbers are refused
+(counted in ``rejected_episode_events``). An outcome whose step count differs by more than
+:data:`STEP_TOLERANCE` from the executed decisions heard during the episode still counts but is
+flagged (``step_mismatches``): the two come from different processes, so only a lie or lost
+messages make them disagree. ``vgps monitor`` only watches and stays lenient.
+
 No ROS here. Memory is bounded (stamp caches of ``keep`` entries, at most ``max_records``
 latencies and episodes), and bad input never raises: an empty or NaN Q array gives NaN
 statistics, a stamp that never matches gives a NaN latency, arrivals may come in any order.
@@ -42,6 +50,8 @@ import numpy as np
 EXECUTING = ("argmax", "softmax", "fallback")  # decisions that move the arm
 ENDED = ("succeeded", "failed", "timeout")  # episode events that end an episode
 STARTED = "started"
+EVENTS = (STARTED, "step", *ENDED)  # every event the arm driver publishes
+STEP_TOLERANCE = 1  # executed decisions heard vs the outcome's steps: one may cross the start
 KEEP = 64  # stamps remembered per cache for matching
 MAX_RECORDS = 100_000  # latencies and ended episodes kept for the summary
 
@@ -78,13 +88,14 @@ class QStats:
         try:
             q = np.asarray(values if isinstance(values, np.ndarray) else list(values),
                            dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return cls()
         finite = q[np.isfinite(q)]
         if finite.size == 0:
             return cls(k=int(q.size))
-        return cls(k=int(q.size), max=float(finite.max()), mean=float(finite.mean()),
-                   std=float(finite.std()))
+        with np.errstate(over="ignore", invalid="ignore"):  # values near 1e308: inf, quietly
+            return cls(k=int(q.size), max=float(finite.max()), mean=float(finite.mean()),
+                       std=float(finite.std()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,10 +146,23 @@ class EpisodeRecord:
     step: int
     event: str
     success: bool
+    problem: str = ""  # why a strict tracker refused the event ("": accepted)
+    seen_steps: int | None = None  # executed decisions heard in the episode (strict, ended)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.problem
 
     @property
     def ended(self) -> bool:
-        return self.event in ENDED
+        """An accepted outcome (succeeded, failed, timeout)."""
+        return self.accepted and self.event in ENDED
+
+    @property
+    def steps_disagree(self) -> bool:
+        """The outcome's step count is not the executed decisions heard (beyond tolerance)."""
+        return (self.seen_steps is not None
+                and abs(self.step - self.seen_steps) > STEP_TOLERANCE)
 
     def outcome(self) -> dict[str, Any]:
         """The entry of ``summary()["episodes"]`` for an ended episode."""
@@ -153,9 +177,12 @@ class StepTracker:
         keep: stamps remembered per cache (candidates, scores, decided); older ones are
             forgotten first.
         max_records: latencies and ended episodes kept for :meth:`summary` (the newest).
+        strict_episodes: refuse episode events that do not follow started -> ended (see the
+            module docstring); for ``vgps up``, whose exit waits for the episode count.
     """
 
-    def __init__(self, keep: int = KEEP, max_records: int = MAX_RECORDS):
+    def __init__(self, keep: int = KEEP, max_records: int = MAX_RECORDS,
+                 strict_episodes: bool = False):
         if keep < 1 or max_records < 1:
             raise ValueError(f"StepTracker: keep={keep!r} and max_records={max_records!r} "
                              f"must be >= 1")
@@ -173,6 +200,14 @@ class StepTracker:
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.episodes: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_records)
         self.episodes_done = 0  # every ended episode, also those past max_records
+        self._strict = bool(strict_episodes)
+        self._max_records = int(max_records)
+        # strict: running episode -> executed decisions heard before its start; ended episodes
+        self._running: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._ended: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._executed = 0  # first executing decisions of a source image, all episodes
+        self.rejected_episode_events: collections.Counter[str] = collections.Counter()
+        self.step_mismatches = 0  # accepted outcomes whose steps disagree (strict)
 
     # -- inputs -----------------------------------------------------------------------------------
     def candidates(self, stamp_ns: Any, now: float) -> float:
@@ -231,16 +266,35 @@ class StepTracker:
                             first=first, idle=idle)
         if record.executing:
             self.step = record.step
+            if record.first:  # the arm driver executes one decision per image at most
+                self._executed += 1
             if math.isfinite(latency):
                 self.latencies_ms.append(latency)
         return record
 
     def episode_event(self, episode: Any, task: str, instruction: str, step: Any, event: str,
                       success: bool) -> EpisodeRecord:
-        """A ``vgps/episode`` event (``started``, ``step``, ``succeeded``, ...)."""
+        """A ``vgps/episode`` event (``started``, ``step``, ``succeeded``, ...).
+
+        Returns:
+            The event; with ``strict_episodes`` one that does not fit has ``problem`` set and
+            changes nothing but ``rejected_episode_events``.
+        """
         record = EpisodeRecord(episode=_int(episode), task=str(task),
                                instruction=str(instruction), step=_int(step), event=str(event),
                                success=bool(success))
+        if self._strict:
+            problem = self._episode_problem(record)
+            if problem:
+                self.rejected_episode_events[problem] += 1
+                return dataclasses.replace(record, problem=problem)
+            if record.event == STARTED:
+                _remember(self._running, record.episode, self._executed, self._keep)
+            elif record.event in ENDED:
+                seen = self._executed - self._running.pop(record.episode)
+                _remember(self._ended, record.episode, None, self._max_records)
+                record = dataclasses.replace(record, seen_steps=seen)
+                self.step_mismatches += int(record.steps_disagree)
         self.last_episode = record
         if record.event == STARTED:
             self.episode = record.episode
@@ -249,6 +303,19 @@ class StepTracker:
             self.episodes.append(record.outcome())
             self.episodes_done += 1
         return record
+
+    def _episode_problem(self, record: EpisodeRecord) -> str:
+        """Why a strict tracker refuses ``record`` ("" when it fits)."""
+        if record.event not in EVENTS:
+            return "unknown event"
+        if record.episode < 0 or record.step < 0:
+            return "negative number"
+        if record.event == STARTED:
+            seen = record.episode in self._running or record.episode in self._ended
+            return "started twice" if seen else ""
+        if record.episode in self._running:
+            return ""
+        return "already ended" if record.episode in self._ended else "never started"
 
     # -- results ----------------------------------------------------------------------------------
     def all_decisions(self) -> collections.Counter[str]:
@@ -301,7 +368,7 @@ def _int(value: Any) -> int:
 def _float(value: Any) -> float:
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
         return math.nan
 
 

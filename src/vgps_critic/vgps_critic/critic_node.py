@@ -12,8 +12,8 @@ they arrive before their image (the two topics are not ordered), they wait for i
 ``image_wait_s`` and are scored the moment it comes.
 
 Bad inputs (image encoding/size/step, NaN/inf actions, wrong K/dims/lengths, stale or future
-stamps, empty instruction, unknown image) produce a WARN diagnostic with the class and no score;
-the node keeps running.
+stamps, an empty, over-long (512 characters) or control-character instruction, unknown image)
+produce a WARN diagnostic with the class and no score; the node keeps running.
 
 Subscribes: ``camera/image_raw`` (sensor QoS), ``vgps/candidates``, ``vgps/instruction``
 (transient local). Publishes: ``vgps/scored``, ``vgps/q_values``, ``vgps/q_max``,
@@ -38,7 +38,7 @@ from vgps_ros.conversions import (
     scored_to_msg,
     stamp_to_ns,
 )
-from vgps_ros.input_guard import MessageError, check_stamp
+from vgps_ros.input_guard import MessageError, check_instruction, check_stamp
 from vgps_ros.lifecycle import ManagedNode, Param, Update
 from vgps_ros.runtime import now_s, spin
 
@@ -121,10 +121,13 @@ class CriticNode(ManagedNode):
 
     # -- callbacks --------------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:
-        if msg.data.strip():
-            self._instruction = msg.data
-        else:
-            self.reject(MessageError("empty_instruction", "vgps/instruction is empty"))
+        try:
+            if not check_instruction(msg.data).strip():
+                raise MessageError("empty_instruction", "vgps/instruction is empty")
+        except MessageError as exc:  # the previous instruction stays
+            self.reject(exc)
+            return
+        self._instruction = msg.data
 
     def _on_image(self, msg: Image) -> None:
         if not self.active or self._encoder is None:
@@ -165,6 +168,7 @@ class CriticNode(ManagedNode):
         received = time.perf_counter()
         try:
             cands = candidates_from_msg(msg, self._encoder.critic.config.action_dim)
+            check_instruction(cands.instruction)
             check_stamp(cands.stamp_ns * 1e-9, now_s(self), self.param("max_age_s"))
         except MessageError as exc:
             self.reject(exc)

@@ -12,6 +12,12 @@ selector's watchdog holds the arm meanwhile.
 
 Per image: samples K (``k``, live) chunks of H (``horizon``) actions with
 ``default_rng([seed, step])`` and publishes ``vgps/candidates`` stamped with the image's stamp.
+Images stamped more than ``max_age_s`` in the past or in the future (beyond the shared clock-skew
+allowance), as the critic checks them, are rejected (``stale_stamp``, ``future_stamp``,
+``bad_stamp``): candidates sampled from them would be stale for the selector anyway. The camera
+stamps with the graph's clock at capture; replayed bags must be played with ``--restamp``.
+Instructions on ``vgps/instruction`` are one printable line of at most 512 characters
+(``bad_instruction`` otherwise; the previous instruction stays).
 ``step`` counts the images sampled for since the node started (monotonic across episodes; the
 arm driver matches decisions by stamp). The instruction is the newest ``vgps/instruction``, else
 the ``instruction`` parameter, else (sim) the simulator's own. A ``started`` event on
@@ -35,9 +41,9 @@ from vgps_policy_bridge.proposer import POLICIES, PolicySettings, Proposer, make
 from vgps_policy_bridge.ros_conversions import candidates_msg
 from vgps_ros import qos
 from vgps_ros.conversions import image_from_msg, sim_state_from_msg, stamp_to_ns
-from vgps_ros.input_guard import MessageError
+from vgps_ros.input_guard import MessageError, check_instruction, check_stamp
 from vgps_ros.lifecycle import ManagedNode, Param, Update
-from vgps_ros.runtime import spin
+from vgps_ros.runtime import now_s, spin
 
 _D = PolicySettings()
 
@@ -54,6 +60,8 @@ class PolicyNode(ManagedNode):
               live=False),
         Param("seed", 0, "sampling seed: step s uses rng([seed, s])", range=(0, 2**31 - 1)),
         Param("instruction", "", "instruction used until one arrives on vgps/instruction"),
+        Param("max_age_s", 1.0, "camera images with older (or future) stamps are rejected",
+              range=(0.01, 60.0)),
         Param("octo_model", _D.octo_model, "Octo checkpoint directory or hf:// id (policy octo)",
               live=False),
         Param("octo_dataset_key", _D.octo_dataset_key,
@@ -110,7 +118,10 @@ class PolicyNode(ManagedNode):
 
     # -- callbacks --------------------------------------------------------------------------------
     def _on_instruction(self, msg: String) -> None:
-        self._instruction = msg.data.strip()
+        try:
+            self._instruction = check_instruction(msg.data).strip()
+        except MessageError as exc:  # the previous instruction stays
+            self.reject(exc)
 
     def _on_episode(self, msg: EpisodeStatus) -> None:
         if msg.event == EpisodeStatus.EVENT_STARTED and self._proposer is not None:
@@ -120,11 +131,13 @@ class PolicyNode(ManagedNode):
         if not self.active or self._proposer is None:
             return
         try:
+            stamp_ns = stamp_to_ns(msg.header.stamp)
+            check_stamp(stamp_ns * 1e-9, now_s(self), self.param("max_age_s"))
             image = image_from_msg(msg)
         except MessageError as exc:
             self.reject(exc)
             return
-        observation = self._proposer.add_image(stamp_to_ns(msg.header.stamp), image)
+        observation = self._proposer.add_image(stamp_ns, image)
         if observation is not None:
             self._sample(observation)
 

@@ -1,4 +1,5 @@
-"""Input checks shared by the nodes: a classified error, stamp freshness, rejection counts.
+"""Input checks shared by the nodes: a classified error, stamp freshness, instruction text,
+rejection counts.
 
 ROS-free. A node converts each message inside ``try``; a :class:`MessageError` carries the class
 of the problem (``kind``, e.g. ``"nan_actions"``) that goes into ``/diagnostics``, and the node
@@ -17,7 +18,13 @@ from __future__ import annotations
 
 import math
 import threading
+import unicodedata
 from collections import Counter
+
+# Longest instruction accepted (characters). Bridge's instructions are a short sentence (under 100
+# characters); the language encoders truncate at their own token limits anyway, so a longer text
+# is a bug or an attack (a 1 MB instruction is embedded on every step).
+MAX_INSTRUCTION_CHARS = 512
 
 
 class MessageError(ValueError):
@@ -56,6 +63,30 @@ def check_stamp(stamp_s: float, now_s: float, max_age_s: float,
         raise MessageError("future_stamp",
                            f"stamp is {-age:.3f} s in the future > {max_future_s:g} s")
     return age
+
+
+def check_instruction(text: object, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:
+    """Raises :class:`MessageError` (``bad_instruction``) for an unusable instruction text.
+
+    An instruction is one line of printable text of at most ``max_chars`` characters. Control
+    characters (Unicode category Cc: NUL, newlines, escapes, ...) are refused: a NUL silently
+    truncates the string in the C layers of ROS and the tokenizers, so the text embedded would
+    not be the text received. Emptiness is the callers' own check (``empty_instruction``).
+
+    Returns:
+        ``text`` unchanged.
+    """
+    if not isinstance(text, str):
+        raise MessageError("bad_instruction", f"instruction must be a str, got "
+                                              f"{type(text).__name__}")
+    if len(text) > max_chars:
+        raise MessageError("bad_instruction", f"instruction has {len(text)} characters > "
+                                              f"{max_chars}")
+    for index, char in enumerate(text):
+        if unicodedata.category(char) == "Cc":
+            raise MessageError("bad_instruction", f"control character {char!r} at index {index} "
+                                                  "(one line of printable text only)")
+    return text
 
 
 class RejectionLog:

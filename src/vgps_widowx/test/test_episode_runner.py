@@ -78,3 +78,55 @@ def test_the_sticky_gripper_shapes_what_the_arm_executes(arm):
     assert not runner.gripper.closed
     with pytest.raises(ValueError, match="sticky_gripper_steps"):
         RunnerConfig(sticky_gripper_steps=-1)
+
+
+def test_one_decision_moves_the_tool_at_most_one_step(arm):
+    """A forged 10-action chunk of full steps moves the tool one step's limits, not ten."""
+    runner = EpisodeRunner(arm, RunnerConfig(max_steps=5))
+    runner.start_episode()
+    runner.mark_image(1)
+    before = np.array(arm.ee_pose()[0], np.float64)
+    chunk = np.tile(np.array([0.05, 0.05, 0.05, 0, 0, 0, 1.0], np.float32), (10, 1))
+    outcome = runner.execute(chunk)
+    moved = np.abs(np.array(arm.ee_pose()[0], np.float64) - before)
+    assert outcome.executed == 1 and outcome.event == "step"
+    assert [c.split(":")[0] for c in outcome.clamps] == ["chunk_truncated"]
+    assert np.all(moved <= 0.05 + 0.01), moved  # one step plus sim tracking error
+    assert runner.counts["clamped"] == 1
+
+
+def test_a_chunk_is_scaled_into_one_step_and_the_gripper_still_applies(arm):
+    runner = EpisodeRunner(arm, RunnerConfig(max_steps=5))
+    runner.start_episode()
+    runner.mark_image(1)
+    chunk = np.array([[0.03, 0, 0, 0, 0, 0, 1.0],
+                      [0.03, 0, 0, 0, 0, 0, 1.0],  # 0.02 of its 0.03 fits
+                      [0.03, 0, 0, 0, 0, 0, 1.0],  # nothing left, same gripper: dropped
+                      [0.03, 0, 0, 0, 0, 0, 0.0]], np.float32)  # closes, without moving
+    outcome = runner.execute(chunk)
+    assert outcome.executed == 3
+    assert [c.split(":")[0] for c in outcome.clamps] == ["chunk_clamped", "chunk_clamped",
+                                                         "chunk_truncated"]
+    assert "action 2 of 4 scaled to 0.67" in outcome.clamps[0]
+
+
+def test_a_single_action_decision_is_unchanged(arm):
+    runner = EpisodeRunner(arm, RunnerConfig(max_steps=5))
+    runner.start_episode()
+    runner.mark_image(1)
+    outcome = runner.execute(np.array([[0.05, -0.05, 0.05, 0.2, 0, -0.2, 1.0]], np.float32))
+    assert outcome.executed == 1 and outcome.clamps == () and not runner.counts["clamped"]
+
+
+def test_turned_down_decisions_and_refusals_are_counted(arm):
+    runner = EpisodeRunner(arm, RunnerConfig(max_steps=5))
+    runner.accepts(1, "argmax")
+    runner.start_episode()
+    runner.mark_image(2)
+    runner.accepts(1, "argmax")
+    runner.accepts(2, "hold")
+    runner.execute(np.array([[0, 0, np.nan, 0, 0, 0, 1.0]], np.float32))
+    runner.ignore("malformed")
+    assert dict(runner.counts) == {"ignored.not_running": 1, "ignored.stale": 1,
+                                   "ignored.not_executable": 1, "ignored.malformed": 1,
+                                   "refused": 1}

@@ -80,6 +80,22 @@ def test_duplicate_and_out_of_order_steps_are_rejected():
     assert sel.on_scored(0, 9.9, _chunks(), Q, now=10.0).reason == "argmax"
 
 
+def test_a_wild_step_is_rejected_and_never_stalls_the_real_steps():
+    sel, d = _fresh(5000)
+    assert d.reason == "argmax"
+    wild = sel.on_scored(2**40, 9.9, _chunks(), Q, now=10.0)
+    assert wild.reason == "rejected" and wild.detail.startswith("step_jump:")
+    assert sel.on_scored(5001, 9.9, _chunks(), Q, now=10.0).reason == "argmax"
+    assert sel.on_scored(5001 + 1000, 9.9, _chunks(), Q, now=10.0).reason == "argmax"  # bound
+    # A wild step adopted before any real one (nothing to compare with) does not stall either:
+    # a real step far behind it is a restarted counter.
+    sel = Selector(SelectorConfig(k=K, max_step_jump=50))
+    assert sel.on_scored(2**40, 9.9, _chunks(), Q, now=10.0).reason == "argmax"
+    real = sel.on_scored(7, 9.9, _chunks(), Q, now=10.0)
+    assert real.reason == "argmax" and "step_restart:" in real.detail
+    assert sel.on_scored(6, 9.9, _chunks(), Q, now=10.0).detail.startswith("out_of_order:")
+
+
 def test_watchdog_holds_once_per_timeout():
     sel = Selector(SelectorConfig(k=K, watchdog_timeout_s=1.0))
     assert sel.on_tick(0.0) is None  # arms
@@ -265,6 +281,8 @@ def test_decisions_only_use_known_reasons():
         ({"watchdog_timeout_s": -1.0}, "watchdog_timeout_s"),
         ({"fallback": "random"}, "fallback"),
         ({"ensemble_decay": -1.0}, "ensemble_decay"),
+        ({"max_step_jump": 0}, "max_step_jump"),
+        ({"max_step_jump": 1.5}, "max_step_jump"),
     ],
 )
 def test_config_names_the_bad_field(kwargs, field):

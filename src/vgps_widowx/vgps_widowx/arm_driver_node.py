@@ -12,7 +12,9 @@ fallback) and that image was not acted on yet - so every step's action comes fro
 after the previous action finished. Actions go through ``ArmBackend.apply`` (the shared safety
 filter). After the action the driver waits out the rest of ``control_period_s`` and publishes the
 next observation: ``vgps/sim_state`` (sim), ``joint_states``, ``camera/image_raw`` (rgb8, stamped
-now), and ``vgps/episode`` events (started, step, succeeded, timeout, failed).
+now), and ``vgps/episode`` events (started, step, succeeded, timeout, failed). One decision
+moves the tool at most one step's limits, however many actions it carries (EpisodeRunner).
+``/diagnostics`` counts refused actions, clamped decisions and ``ignored.<class>`` decisions.
 
 Recovery: when no executable decision arrives for ``republish_after_s`` (>= ``control_period_s``;
 a node died or restarted, an image was dropped) the driver publishes a fresh observation of the
@@ -164,6 +166,11 @@ class ArmDriverNode(ManagedNode):
             return
         super().publish_diagnostics(fresh)
 
+    def diagnostic_values(self) -> dict:
+        """Refused actions, clamped decisions and ignored decisions by class (runner counts)."""
+        counts = self._runner.counts if self._runner is not None else {}
+        return {"refused": 0, "clamped": 0, **dict(sorted(counts.items()))}
+
     def activate(self) -> None:
         with self._lock:
             if self._runner.running:
@@ -193,10 +200,16 @@ class ArmDriverNode(ManagedNode):
             try:
                 actions = selected_actions(msg)
             except MessageError as exc:
-                self.get_logger().warn(f"ignoring a malformed decision: {exc}")
+                self.get_logger().warn(f"ignoring a malformed decision: {exc}",
+                                       throttle_duration_sec=5)
+                runner.ignore("malformed")
+                self.reject(exc)  # counted as rejected.<kind> on /diagnostics
                 return
             outcome = self._on_arm(runner.execute, actions)
             self._action_end_ns = self.get_clock().now().nanoseconds
+            if outcome.clamps:
+                self.get_logger().warn(f"step {runner.step}: {'; '.join(outcome.clamps)}",
+                                       throttle_duration_sec=5)
             if not outcome.executed:
                 self.get_logger().warn(f"step {runner.step}: nothing executed: "
                                        f"{'; '.join(outcome.refusals)}")

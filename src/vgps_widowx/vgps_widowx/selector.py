@@ -9,8 +9,9 @@ Rules, in order, for each message:
 * e-stop latched -> ``"estop"``, no action, until :meth:`Selector.reset_estop`;
 * malformed ``step``/``stamp``/``now``, a stamp older than ``max_age_s`` or more than
   ``max_future_s`` in the future, a step not newer than the last executed step (duplicate or
-  out of order), candidates that are not a finite ``(K, H, A)`` (or ``(K, A)``) array with
-  ``A = action_dim``, or Q-values that are not finite ``(K,)`` -> ``"rejected"`` with the detail;
+  out of order), a step more than ``max_step_jump`` ahead of it (``step_jump``), candidates
+  that are not a finite ``(K, H, A)`` (or ``(K, A)``) array with ``A = action_dim``, or
+  Q-values that are not finite ``(K,)`` -> ``"rejected"`` with the detail;
 * otherwise the V-GPS rule (:func:`vgps_critic.select`): ``"argmax"`` at beta = 0, else
   ``"softmax"`` sampled from softmax(Q / beta). A K other than the configured ``k`` is decided
   over as received and noted in the detail.
@@ -29,6 +30,14 @@ Watchdog: :meth:`Selector.on_tick` returns a ``"hold"`` decision (never motion) 
 with ``fallback="hold"`` that call holds as well. :meth:`Selector.scores_overdue` tells the node
 whether scores are still missing. Call :meth:`Selector.reset` when a new episode restarts the
 step counter.
+
+Step continuity: the policy counts its images (monotonic, 5 per second), so a real step is at
+most a few ahead of the last executed one. One far ahead (``max_step_jump``; a forged or corrupt
+message) is rejected as ``step_jump`` and never becomes the last step - adopting it would turn
+every real step after it into ``out_of_order`` until the next episode. A step more than
+``max_step_jump`` BEHIND the last executed one is a restarted counter (a restarted policy node,
+or a wild step adopted before any real one): it is admitted and noted (``step_restart``); its
+stamp still has to be fresh, so an old message cannot be replayed that way.
 
 Usage::
 
@@ -264,13 +273,19 @@ class Selector:
                 f"future_stamp: stamp is {-age:.3f} s ahead of now > max_future_s "
                 f"{cfg.max_future_s:g}"
             )
-        last = self._last_step
-        if last is not None and step <= last:
+        last, jump, note = self._last_step, cfg.max_step_jump, ""
+        if last is not None and step - last > jump:
+            raise Rejected(f"step_jump: step {step} is more than max_step_jump {jump} ahead of "
+                           f"the last executed {last}")
+        if last is not None and last - step > jump:
+            note = f"; step_restart: step {step} is far behind the last executed {last}"
+        elif last is not None and step <= last:
             code = "duplicate_step" if step == last else "out_of_order"
             raise Rejected(f"{code}: step {step} is not newer than the last executed {last}")
         chunks = check_candidates(candidates, cfg.action_dim)
         n = chunks.shape[0]
-        note = "" if n == cfg.k else f"; k_mismatch: received K={n}, configured k={cfg.k}"
+        if n != cfg.k:
+            note += f"; k_mismatch: received K={n}, configured k={cfg.k}"
         return int(step), chunks, note
 
     def _execute(

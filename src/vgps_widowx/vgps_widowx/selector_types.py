@@ -41,10 +41,11 @@ class SelectorConfig:
     ensemble_decay: float = 0.0  # Octo's exp weight k; 0 = uniform mean over predictions
     action_dim: int = 7  # A of the candidates (Bridge actions)
     seed: int = 0  # keys for beta > 0 when the caller passes none: fold_in(key(seed), step)
+    max_step_jump: int = 1000  # a step further ahead of the last executed one is rejected
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for field in ("k", "action_dim"):
+        for field in ("k", "action_dim", "max_step_jump"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}.{field}={value!r}: must be an integer >= 1")
