@@ -51,7 +51,8 @@ def make_paper_critic(path: Path) -> Path:
 class Bench:
     """Publishes images and candidates, records when the decision for each stamp arrives."""
 
-    def __init__(self, k: int, image_size: int, domain_id: int, seed: int = 0):
+    def __init__(self, k: int, image_size: int, domain_id: int, seed: int = 0,
+                 name: str = "loop_latency_bench"):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image
@@ -63,7 +64,7 @@ class Bench:
         self.rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node("loop_latency_bench", context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
         self.k, self.size = k, image_size
         self.rng = np.random.default_rng(seed)
         self.decided: dict[int, tuple[float, str]] = {}

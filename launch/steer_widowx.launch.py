@@ -14,6 +14,10 @@ critic has warmed up.
 - A relative ``critic`` is looked up in this package's share directory first (where the shipped
   ``models/sim_critic``, the parameter file's default, is installed), then in the working
   directory; an absolute path is taken as it is.
+- ``security:=KEYSTORE`` (``vgps security init``): every node runs in its enclave
+  (``--enclave /vgps/<node>``) with ``ROS_SECURITY_ENABLE=true`` and
+  ``ROS_SECURITY_STRATEGY=Enforce``; on an RMW without DDS-Security (the PyPI wheels) the launch
+  fails with a clear message instead of running in the clear.
 - Every node runs with ``XLA_PYTHON_CLIENT_PREALLOCATE=false``: JAX takes GPU memory as it
   needs it instead of 75 % of it per process, leaving room for the other nodes.
 
@@ -25,6 +29,7 @@ critic has warmed up.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 # The environment every node of the graph gets on top of the launching shell's.
@@ -83,6 +88,8 @@ def generate_launch_description():
 
     from launch import LaunchDescription
     from vgps.graph.description import LAUNCH_ARGUMENTS, describe, load_config
+    from vgps.security import security_env
+    from vgps.security.probe import require_security
 
     def nodes(context, *args, **kwargs):
         arguments = {name: context.launch_configurations[name] for name in LAUNCH_ARGUMENTS}
@@ -91,10 +98,15 @@ def generate_launch_description():
             share = Path(get_package_share_directory("vgps"))
             arguments["critic"] = resolve_critic(critic, share, Path.cwd())
         graph = describe(arguments, autostart=True)
+        secure = {}
+        if graph.arguments["security"]:  # refuse (RuntimeError) rather than run in the clear
+            secure = security_env(graph.arguments["security"])
+            require_security({**os.environ, **NODE_ENV, **secure})
         return [
             Node(package=node.package, executable=node.executable, name=node.name,
                  parameters=[typed_parameters(node.parameters, ParameterValue)],
-                 remappings=list(node.remappings), additional_env=dict(NODE_ENV),
+                 remappings=list(node.remappings), additional_env={**NODE_ENV, **secure},
+                 ros_arguments=["--enclave", node.enclave] if node.enclave else [],
                  output="screen", emulate_tty=True)
             for node in graph.nodes
         ]

@@ -137,8 +137,12 @@ def _diagnostics(records: list, node: str) -> dict[str, str]:
 
 
 def test_fuzzed_inputs_never_crash_never_command_unsafe_actions(critic_dir, tmp_path):
+    # The fuzzer stands in for the policy and the critic (its own node name): publisher checks
+    # off here; test_adversarial.py covers them.
     full = describe({"critic": str(critic_dir)},
-                    overrides={"selector_node": {"fallback": "hold", "max_age_s": 2.0}})
+                    overrides={"selector_node": {"fallback": "hold", "max_age_s": 2.0,
+                                                 "trusted_publishers": False},
+                               "critic_node": {"trusted_publishers": False}})
     graph = Graph(nodes=tuple(n for n in full.nodes if n.name in ("critic_node",
                                                                   "selector_node")),
                   arguments=full.arguments)

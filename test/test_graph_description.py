@@ -248,3 +248,22 @@ def test_up_result_writes_the_summary_json_of_before(extra):
     assert result.episodes[1].outcome == "timeout" and result.step_latency_ms.p95 == 17.412
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.exit_code = 1  # type: ignore[misc]
+
+
+def test_security_argument_gives_every_node_its_enclave(tmp_path):
+    from vgps.graph.processes import node_env
+
+    plain = describe({"record": str(tmp_path / "bag"), "overlay": "true"})
+    assert all(n.enclave == "" for n in plain.nodes)
+    assert "--enclave" not in ros_arguments(plain.nodes[0], tmp_path / "p.yaml")
+    assert "ROS_SECURITY_ENABLE" not in node_env(plain, {"A": "1"})
+    graph = describe({"security": str(tmp_path / "keys"), "record": str(tmp_path / "bag"),
+                      "overlay": "true"})
+    assert {n.name: n.enclave for n in graph.nodes} == {
+        n.name: f"/vgps/{n.name}" for n in plain.nodes}
+    for node in graph.nodes:
+        assert ros_arguments(node, tmp_path / "p.yaml")[-2:] == ["--enclave", node.enclave]
+    env = node_env(graph, {"A": "1"})
+    assert env["ROS_SECURITY_KEYSTORE"] == str((tmp_path / "keys").resolve())
+    assert env["ROS_SECURITY_ENABLE"] == "true" and env["ROS_SECURITY_STRATEGY"] == "Enforce"
+    assert env["A"] == "1"

@@ -186,3 +186,17 @@ def test_the_graphs_camera_topic_is_the_one_the_description_guards():
     from vgps_ros import qos
 
     assert GRAPH_CAMERA == "/" + qos.CAMERA
+
+
+def test_security_argument_puts_every_node_in_its_enclave():
+    tree = _tree()
+    [func] = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+              and n.name == "generate_launch_description"]
+    node_call = next(n for n in ast.walk(func) if isinstance(n, ast.Call)
+                     and isinstance(n.func, ast.Name) and n.func.id == "Node")
+    keywords = {k.arg: k.value for k in node_call.keywords}
+    assert "--enclave" in {n.value for n in ast.walk(keywords["ros_arguments"])
+                           if isinstance(n, ast.Constant)}
+    names = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)}
+    assert {"security_env", "require_security"} <= names  # refuses without DDS-Security
+    assert "security" in LAUNCH_ARGUMENTS

@@ -11,6 +11,7 @@ from vgps.cli import critic as critic_cmd
 from vgps.cli import evaluate as eval_cmd
 from vgps.cli import monitor as monitor_cmd
 from vgps.cli import replay as replay_cmd
+from vgps.cli import security as security_cmd
 from vgps.cli import up as up_cmd
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
     replay_cmd.add_parser(sub)
+    security_cmd.add_parser(sub)
     up_cmd.add_parser(sub)
     return parser
 

@@ -34,6 +34,8 @@ record          bag directory (must not exist yet): adds the ``recorder`` node
                 (:mod:`vgps.bags.recorder_node`, not managed, started first), which records the
                 steering topics into a rosbag2 bag (MCAP); ``''`` = no recording. Its
                 parameters can be overridden as ``recorder.<param>``
+security        SROS2 keystore directory (``vgps security init``): every node runs in its
+                enclave ``/vgps/<node>`` (``NodeSpec.enclave``), security enforced; ``''`` = off
 ==============  ===========================================================================
 
 Usage::
@@ -55,6 +57,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from vgps.bags import RECORDER_PARAMETERS
+from vgps.security import enclave
 
 CONFIG_NAME = "steer_widowx.yaml"
 # What the arm driver publishes each observation on (vgps_ros.qos.CAMERA in the root namespace):
@@ -91,6 +94,8 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
                                        "(the candidates drawn on the camera frame)"),
     "record": LaunchArgument("", "bag directory to record the steering topics into (rosbag2, "
                                  "MCAP); '' = no recording"),
+    "security": LaunchArgument("", "SROS2 keystore (vgps security init): each node in its "
+                                   "enclave, security enforced; '' = off"),
 }
 
 
@@ -104,6 +109,7 @@ class NodeSpec:
     parameters: dict[str, Any]
     remappings: tuple[tuple[str, str], ...] = ()
     lifecycle: bool = True
+    enclave: str = ""  # security:=KEYSTORE: its SROS2 enclave (--ros-args --enclave ...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,10 +142,10 @@ class NodeEntry(NamedTuple):
     lifecycle: bool = True  # a managed node (configured and activated by the launcher)
 
     def spec(self, parameters: dict[str, Any],
-             remappings: tuple[tuple[str, str], ...] = ()) -> NodeSpec:
-        """The node with its parameters and remappings."""
+             remappings: tuple[tuple[str, str], ...] = (), secure: bool = False) -> NodeSpec:
+        """The node with its parameters, remappings and (``secure``) enclave."""
         return NodeSpec(self.package, self.executable, self.name, parameters, remappings,
-                        self.lifecycle)
+                        self.lifecycle, enclave(self.name) if secure else "")
 
 
 # The steering nodes in activation order: the arm driver last, because its activation starts
@@ -207,6 +213,9 @@ def describe(arguments: Mapping[str, str] | None = None,
         raise ValueError(f"unknown launch argument(s) {sorted(unknown)}; "
                          f"known: {sorted(LAUNCH_ARGUMENTS)}")
     args.update({k: str(v) for k, v in (arguments or {}).items()})
+    if args["security"]:
+        args["security"] = str(Path(args["security"]).expanduser().resolve())
+    secure = bool(args["security"])
     config = Path(config) if config is not None else default_config()
     params = load_config(config)
     missing = {n.name for n in NODES} - set(params)
@@ -272,7 +281,7 @@ def describe(arguments: Mapping[str, str] | None = None,
                 "vgps.k": params["selector_node"].get("k", ""),
                 "vgps.beta": params["selector_node"].get("beta", ""),
                 "vgps.execute": params["selector_node"].get("execute", "")})
-        nodes.append(RECORDER.spec(values))
+        nodes.append(RECORDER.spec(values, secure=secure))
     for entry in NODES:
         values = dict(params[entry.name])
         if entry.lifecycle:
@@ -286,7 +295,7 @@ def describe(arguments: Mapping[str, str] | None = None,
                     "frame taken after each action); start the camera driver on another topic "
                     "(e.g. its default /image_raw) and pass it as camera:=TOPIC")
             remaps = (("camera/source", args["camera"]),)
-        nodes.append(entry.spec(values, remaps))
+        nodes.append(entry.spec(values, remaps, secure))
     if args["overlay"] not in ("true", "false"):
         raise ValueError(f"overlay:={args['overlay']!r}: use true or false")
     if args["overlay"] == "true":
@@ -295,7 +304,7 @@ def describe(arguments: Mapping[str, str] | None = None,
             raise ValueError("overlay:=true with robot:=real needs the camera's calibration: "
                              "set overlay_node camera_model: params, fx, fy, cx, cy, "
                              "camera_xyz and camera_rpy in the parameter file")
-        nodes.append(OVERLAY.spec(values))
+        nodes.append(OVERLAY.spec(values, secure=secure))
     return Graph(nodes=tuple(nodes), arguments=args)
 
 

@@ -9,7 +9,11 @@ SIGTERM after ``sigint_timeout_s``, SIGKILL after ``sigterm_timeout_s`` - no orp
 ROS isolation: the node processes get ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a random
 ``ROS_DOMAIN_ID`` where the caller's environment has not set them (:func:`isolate`); this
 process's environment is never written. The launcher's own node joins that domain through
-``rclpy.init(domain_id=...)``; its discovery range is the caller's (rclpy reads it from the
+``rclpy.init(domain_id=...)``. With ``security:=KEYSTORE`` every node runs in its enclave
+(``/vgps/<node>``, :mod:`vgps.security`), this process's node in ``/vgps/vgps_up`` (read-only
+plus the lifecycle calls; the security variables are in os.environ only while rcl initialises),
+after a probe shows that the RMW enforces DDS-Security (else it refuses to start: the PyPI
+wheels have none). Its discovery range is the caller's (rclpy reads it from the
 environment only; a node with the default range, SUBNET, talks to LOCALHOST nodes on the same
 host), so set ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` as ``make demo`` does to keep it local.
 
@@ -49,6 +53,7 @@ from vgps.graph.lifecycle import Lifecycle, bring_up
 from vgps.graph.policy_server import ServedPolicyProcess
 from vgps.graph.processes import NodeProcesses, isolate
 from vgps.graph.result import UpResult, read_bag_summary
+from vgps.security import MONITOR, enclave, missing_enclaves, security_env
 
 if TYPE_CHECKING:
     from vgps.graph.monitor import GraphMonitor
@@ -105,6 +110,7 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
         graph = describe(arguments, overrides, config.config)
         _check_critic(graph)
         bag = _check_record(graph)
+        _check_security(graph, env)
     except BaseException:
         if server is not None:
             server.stop()
@@ -124,9 +130,12 @@ def up(config: UpConfig, echo: Callable[[str], None] = print,
     # order below (rclpy's own handlers chain to these). Not sys.argv: name:=value there are
     # launch arguments.
     previous = _interrupt_on_signals(before_rclpy=True)
-    rclpy.init(args=["vgps-up"], domain_id=domain_id)
+    keystore = graph.arguments.get("security", "")
+    with _environment(security_env(keystore) if keystore else {}):  # rcl reads it at init
+        rclpy.init(args=["vgps-up", *(("--ros-args", "--enclave", enclave(MONITOR))
+                                      if keystore else ())], domain_id=domain_id)
     previous.update(_interrupt_on_signals(before_rclpy=False))
-    node = rclpy.create_node("vgps_up")
+    node = rclpy.create_node(MONITOR)
     monitor = GraphMonitor(node, video=config.video and sim,
                            echo=None if config.quiet else echo)
     executor = SingleThreadedExecutor()
@@ -230,6 +239,35 @@ def _wait_for_arm(node: Any, graph: Graph, echo: Callable[[str], None]) -> int:
                  + DRIVER_HINT.format(model=model))
             return 2
         time.sleep(0.05)
+
+
+def _check_security(graph: Graph, env: dict[str, str]) -> None:
+    """security:=KEYSTORE: every enclave is there and the RMW enforces security, or raise."""
+    keystore = graph.arguments.get("security", "")
+    if not keystore:
+        return
+    missing = missing_enclaves(keystore, [*(n.name for n in graph.nodes), MONITOR])
+    if missing:
+        raise FileNotFoundError(f"security:={keystore}: no enclave {', '.join(missing)} there; "
+                                f"write the keystore with `vgps security init {keystore}`")
+    from vgps.security.probe import require_security
+
+    require_security(env)  # RuntimeError on an RMW without DDS-Security (the PyPI wheels)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """``values`` in os.environ for the block only (rcl reads security settings from it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _check_critic(graph: Graph) -> None:

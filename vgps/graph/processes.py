@@ -2,11 +2,12 @@
 
 Each node of a :class:`~vgps.graph.description.Graph` runs its executable with the arguments
 launch_ros uses (``<exe> --ros-args -r __node:=<name> --params-file <yaml> -r from:=to``) in the
-environment it is given (nothing is read from or written to this process's environment beyond
-the caller's copy: :func:`isolate` makes one). Shutdown sends SIGINT to every node, SIGTERM after
-``sigint_timeout_s``, SIGKILL after ``sigterm_timeout_s`` (process groups: no orphans). Node logs
-go to ``<workdir>/logs/<node>.log``, the node PIDs to ``<workdir>/processes.json``, the
-parameters to ``<workdir>/params.yaml``.
+environment it is given (with ``security:=KEYSTORE``: ``--enclave /vgps/<node>`` and
+:func:`vgps.security.security_env`; nothing is read from or written to this process's
+environment beyond the caller's copy: :func:`isolate` makes one). Shutdown sends SIGINT to
+every node, SIGTERM after ``sigint_timeout_s``, SIGKILL after ``sigterm_timeout_s`` (process
+groups: no orphans). Node logs go to ``<workdir>/logs/<node>.log``, the node PIDs to
+``<workdir>/processes.json``, the parameters to ``<workdir>/params.yaml``.
 
 Usage::
 
@@ -34,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from vgps.graph.description import Graph, NodeSpec
+from vgps.security import security_env
 
 
 def isolate(env: Mapping[str, str]) -> dict[str, str]:
@@ -79,11 +81,20 @@ def executable(spec: NodeSpec, env: Mapping[str, str] | None = None) -> str:
 
 
 def ros_arguments(spec: NodeSpec, params_file: Path) -> list[str]:
-    """The ``--ros-args`` launch_ros passes for a node (name, parameter file, remappings)."""
+    """The ``--ros-args`` launch_ros passes for a node (name, parameter file, remappings,
+    and its enclave under ``security:=``)."""
     args = ["--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(params_file)]
     for source, target in spec.remappings:
         args += ["-r", f"{source}:={target}"]
+    if spec.enclave:
+        args += ["--enclave", spec.enclave]
     return args
+
+
+def node_env(graph: Graph, env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with, under ``security:=KEYSTORE``, DDS-Security on and enforced."""
+    keystore = graph.arguments.get("security", "")
+    return {**env, **security_env(keystore)} if keystore else dict(env)
 
 
 class NodeProcesses:
@@ -98,7 +109,7 @@ class NodeProcesses:
     def __init__(self, graph: Graph, workdir: Path, env: Mapping[str, str]):
         self.graph = graph
         self.workdir = workdir
-        self.env = dict(env)
+        self.env = node_env(graph, env)
         self.params_file = workdir / "params.yaml"
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}

@@ -13,7 +13,9 @@ they arrive before their image (the two topics are not ordered), they wait for i
 
 Bad inputs (image encoding/size/step, NaN/inf actions, wrong K/dims/lengths, stale or future
 stamps, an empty, over-long (512 characters) or control-character instruction, unknown image)
-produce a WARN diagnostic with the class and no score; the node keeps running.
+produce a WARN diagnostic with the class and no score; the node keeps running. Candidates from any
+node but ``policy_node`` are dropped (``rejected.foreign_publisher``) and an unexpected publisher
+on ``vgps/candidates`` is an ERROR (``vgps_ros.trust``; parameter ``trusted_publishers``).
 
 Subscribes: ``camera/image_raw`` (sensor QoS), ``vgps/candidates``, ``vgps/instruction``
 (transient local). Publishes: ``vgps/scored``, ``vgps/q_values``, ``vgps/q_max``,
@@ -41,6 +43,7 @@ from vgps_ros.conversions import (
 from vgps_ros.input_guard import MessageError, check_instruction, check_stamp
 from vgps_ros.lifecycle import ManagedNode, Param, Update
 from vgps_ros.runtime import now_s, spin
+from vgps_ros.trust import TRUST_PARAM, TrustedPublishers, publish_alarm
 
 
 class CriticNode(ManagedNode):
@@ -65,6 +68,7 @@ class CriticNode(ManagedNode):
         Param("image_wait_s", 0.25,
               "candidates that arrive before their camera image wait this long for it",
               range=(0.0, 5.0)),
+        TRUST_PARAM,
     )
     CONFIGURED_BY = "critic"
     DIAGNOSTICS = True
@@ -78,6 +82,8 @@ class CriticNode(ManagedNode):
         self._parked: dict[int, tuple] = {}  # stamp -> candidates that came before their image
         self._counts = {"images": 0, "scored": 0, "pre_encoded": 0}
         self._last = {"encode_ms": math.nan, "score_ms": math.nan, "latency_ms": math.nan}
+        self._trust = TrustedPublishers(self, (qos.CANDIDATES,), self.reject,
+                                        lambda: self.param("trusted_publishers"))
         self.create_timer(0.02, self._expire_parked)
 
     def apply(self, update: Update) -> None:
@@ -100,7 +106,8 @@ class CriticNode(ManagedNode):
             "q_mean": self.publisher(Float32, qos.Q_MEAN, qos.COMMAND),
         }
         self.subscription(Image, qos.CAMERA, self._on_image, qos.SENSOR)
-        self.subscription(ActionCandidates, qos.CANDIDATES, self._on_candidates, qos.COMMAND)
+        self.subscription(ActionCandidates, qos.CANDIDATES,
+                          self._trust.wrap(qos.CANDIDATES, self._on_candidates), qos.COMMAND)
         self.subscription(String, qos.INSTRUCTION, self._on_instruction, qos.LATCHED)
         self.get_logger().info(f"critic {critic.critic_id} loaded from {path} "
                                f"({critic.image_size[0]}x{critic.image_size[1]}, language "
@@ -215,11 +222,17 @@ class CriticNode(ManagedNode):
                                                    f"its candidates (step {msg.step})"))
 
     # -- diagnostics ------------------------------------------------------------------------------
+    def publish_diagnostics(self, fresh: bool = False) -> None:
+        """ERROR while vgps/candidates has an unexpected publisher, else the base's status."""
+        if not publish_alarm(self, self._trust):
+            super().publish_diagnostics(fresh)
+
     def diagnostic_values(self) -> dict:
         return {"critic_id": self._encoder.critic.critic_id if self._encoder else "",
                 "pre_encode": self.param("pre_encode"),
                 **{f"last_{k}": f"{v:.2f}" for k, v in self._last.items()},
-                **self._counts, "rejected_total": self.rejections.total}
+                **self._counts, "rejected_total": self.rejections.total,
+                **self._trust.values()}
 
 
 def main(args: list[str] | None = None) -> None:

@@ -21,7 +21,8 @@ Instructions on ``vgps/instruction`` are one printable line of at most 512 chara
 ``step`` counts the images sampled for since the node started (monotonic across episodes; the
 arm driver matches decisions by stamp). The instruction is the newest ``vgps/instruction``, else
 the ``instruction`` parameter, else (sim) the simulator's own. A ``started`` event on
-``vgps/episode`` resets the policy's history.
+``vgps/episode`` resets the policy's history; episode events from any node but ``arm_driver``
+are dropped (``rejected.foreign_publisher``; ``vgps_ros.trust``, parameter ``trusted_publishers``).
 
 Subscribes: ``camera/image_raw`` (sensor QoS), ``vgps/instruction`` (transient local),
 ``vgps/sim_state`` (policy sim, or a server that needs it), ``vgps/episode``. Publishes:
@@ -44,6 +45,7 @@ from vgps_ros.conversions import image_from_msg, sim_state_from_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError, check_instruction, check_stamp
 from vgps_ros.lifecycle import ManagedNode, Param, Update
 from vgps_ros.runtime import now_s, spin
+from vgps_ros.trust import TRUST_PARAM, TrustedPublishers, publish_alarm
 
 _D = PolicySettings()
 
@@ -72,6 +74,7 @@ class PolicyNode(ManagedNode):
               range=(0.01, 120.0), live=False),
         Param("remote_batched", _D.remote_batched,
               "one request with n = K instead of K requests (policy remote)", live=False),
+        TRUST_PARAM,
     )
     CONFIGURED_BY = "policy"
     DIAGNOSTICS = True
@@ -84,6 +87,8 @@ class PolicyNode(ManagedNode):
         self._instruction = ""
         self._last_sample_ms = float("nan")
         self._published = 0
+        self._trust = TrustedPublishers(self, (qos.EPISODE,), self.reject,
+                                        lambda: self.param("trusted_publishers"))
 
     def apply(self, update: Update) -> None:
         if "k" in update and self._proposer is not None:
@@ -108,7 +113,8 @@ class PolicyNode(ManagedNode):
         self.subscription(Image, qos.CAMERA, self._on_image, qos.SENSOR,
                           callback_group=self._group)
         self.subscription(String, qos.INSTRUCTION, self._on_instruction, qos.LATCHED)
-        self.subscription(EpisodeStatus, qos.EPISODE, self._on_episode, qos.COMMAND,
+        self.subscription(EpisodeStatus, qos.EPISODE,
+                          self._trust.wrap(qos.EPISODE, self._on_episode), qos.COMMAND,
                           callback_group=self._group)
         if needs_state:
             self.subscription(String, qos.SIM_STATE, self._on_sim_state, qos.COMMAND,
@@ -180,10 +186,15 @@ class PolicyNode(ManagedNode):
         self.get_logger().warn(str(exc), throttle_duration_sec=2.0)
         super().reject(exc)
 
+    def publish_diagnostics(self, fresh: bool = False) -> None:
+        """ERROR while vgps/episode has an unexpected publisher, else the base's status."""
+        if not publish_alarm(self, self._trust):
+            super().publish_diagnostics(fresh)
+
     def diagnostic_values(self) -> dict:
         return {"policy": self.param("policy"), "k": self.param("k"),
                 "published": self._published,
-                "last_sample_ms": f"{self._last_sample_ms:.2f}"}
+                "last_sample_ms": f"{self._last_sample_ms:.2f}", **self._trust.values()}
 
 
 def main(args: list[str] | None = None) -> None:

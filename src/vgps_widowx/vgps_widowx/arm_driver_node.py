@@ -22,8 +22,12 @@ unchanged scene with a new stamp, so a recovering graph continues. It never move
 decision. The real arm has no camera of its own: frames from ``camera/source`` (remap it to the
 camera driver's topic) are forwarded, the first one stamped after the action finished.
 
-Services: ``vgps/start_episode`` (next episode, aborting a running one as failed) and
-``vgps/reset`` (the reset pose) - std_srvs/Trigger.
+Trusted publishers (``vgps_ros.trust``, parameter ``trusted_publishers``): decisions only from
+``selector_node``; while ``vgps/selected`` has another publisher the arm holds (ERROR on
+``/diagnostics``) until it is gone or ``vgps/acknowledge_publishers`` accepts it.
+
+Services: ``vgps/start_episode`` (next episode, aborting a running one as failed),
+``vgps/reset`` (the reset pose), ``vgps/acknowledge_publishers`` - std_srvs/Trigger.
 
 Real arm: every setting is a parameter; Interbotix's node lives in its own context
 (:class:`vgps_ros.context.OwnContext`); no driver within ``connect_timeout_s`` fails configure.
@@ -42,7 +46,7 @@ from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from vgps_interfaces.msg import EpisodeStatus, SelectedAction
-from vgps_ros import qos
+from vgps_ros import qos, trust
 from vgps_ros.context import OwnContext
 from vgps_ros.conversions import image_from_msg, image_to_msg, sim_state_to_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError
@@ -91,7 +95,7 @@ class ArmDriverNode(ManagedNode):
         Param("sticky_gripper_steps", 0, "consecutive actions asking for the other gripper "
               "state before it changes (V-GPS on the WidowX: 3; 0: off)", range=(0, 100),
               live=False),
-        *REAL_ARM_PARAMETERS,
+        *REAL_ARM_PARAMETERS, trust.TRUST_PARAM,
     )
     CONFIGURED_BY = "backend"
     DIAGNOSTICS = True
@@ -107,6 +111,9 @@ class ArmDriverNode(ManagedNode):
         self._action_end_ns = 0
         self._frame_deadline: float | None = None  # set while waiting for a camera/source frame
         self._start_after: float | None = None  # first episode waits for the graph
+        self._trust = trust.TrustedPublishers(self, (qos.SELECTED,), self.reject,
+                                              lambda: self.param("trusted_publishers"))
+        self._hold = trust.PublisherHold(self._trust, qos.SELECTED, self.get_logger())
 
     def _on_arm(self, fn, *args):
         """Runs ``fn(*args)`` on the backend's thread and returns its result."""
@@ -143,8 +150,9 @@ class ArmDriverNode(ManagedNode):
             **({"sim_state": pub(String, qos.SIM_STATE, qos.COMMAND)}
                if self._runner.is_sim else {}),
         })
-        self.subscription(SelectedAction, qos.SELECTED, self._on_selected, qos.COMMAND,
-                          callback_group=self._exec_group)
+        self.subscription(SelectedAction, qos.SELECTED, self._hold.wrap(self._on_selected),
+                          qos.COMMAND, callback_group=self._exec_group)
+        self.service(Trigger, trust.ACKNOWLEDGE, self._hold.on_acknowledge)
         if not has_camera and not self._runner.is_sim:
             self.subscription(Image, qos.CAMERA_SOURCE, self._on_frame, qos.SENSOR)
         self.service(Trigger, qos.START_EPISODE, self._on_start_episode,
@@ -164,12 +172,13 @@ class ArmDriverNode(ManagedNode):
             self._diag_pub.publish(diagnostic(self, ERROR, self._fault,
                                               {"status": self.status, "episode_error": "1"}))
             return
-        super().publish_diagnostics(fresh)
+        if not trust.publish_alarm(self, self._trust):
+            super().publish_diagnostics(fresh)
 
     def diagnostic_values(self) -> dict:
         """Refused actions, clamped decisions and ignored decisions by class (runner counts)."""
         counts = self._runner.counts if self._runner is not None else {}
-        return {"refused": 0, "clamped": 0, **dict(sorted(counts.items()))}
+        return {"refused": 0, "clamped": 0, **dict(sorted(counts.items())), **self._hold.values()}
 
     def activate(self) -> None:
         with self._lock:

@@ -6,7 +6,10 @@ Every decision - argmax, softmax, fallback, hold, rejected, estop - is published
 K, beta, execute, max_age_s, watchdog_timeout_s and fallback are live parameters, validated in the
 on-set callback, and apply from the next step on. The e-stop latches until ``vgps/reset_estop``.
 
-Subscribes: ``vgps/scored``, ``vgps/candidates`` (for the fallback), ``vgps/episode``.
+Subscribes: ``vgps/scored``, ``vgps/candidates`` (for the fallback), ``vgps/episode``; each only
+from its graph node (critic_node, policy_node, arm_driver): other publishers' messages are counted
+as ``rejected.foreign_publisher`` and make no decision; an unexpected publisher is an ERROR on
+``/diagnostics`` (``vgps_ros.trust``, parameter ``trusted_publishers``).
 Publishes: ``vgps/selected``, ``vgps/q_selected``, ``vgps/q_margin``, ``/diagnostics``.
 Services: ``vgps/estop``, ``vgps/reset_estop`` (std_srvs/Trigger).
 """
@@ -32,7 +35,8 @@ from vgps_ros import qos
 from vgps_ros.conversions import candidates_from_msg, scored_from_msg, stamp_to_ns
 from vgps_ros.input_guard import MessageError
 from vgps_ros.parameters import Param, Update, declare, watch
-from vgps_ros.runtime import OK, WARN, diagnostic, now_s, spin
+from vgps_ros.runtime import ERROR, OK, WARN, diagnostic, now_s, spin
+from vgps_ros.trust import TRUST_PARAM, TrustedPublishers
 from vgps_widowx.ros_conversions import selected_to_msg
 from vgps_widowx.selector import EXECUTE_MODES, FALLBACKS, Decision, SelectorConfig
 from vgps_widowx.selector_loop import SelectorLoop
@@ -55,6 +59,7 @@ PARAMETERS = (
     Param("seed", _D.seed, "seed of the softmax sampling keys (fold_in(key(seed), step))",
           range=(0, 2**31 - 1)),
     Param("tick_period_s", 0.05, "watchdog timer period", range=(0.005, 1.0), live=False),
+    TRUST_PARAM,
 )
 LIVE = ("k", "beta", "execute", "max_age_s", "watchdog_timeout_s", "fallback")
 
@@ -69,6 +74,10 @@ class SelectorNode(Node):
             **{n: self.get_parameter(n).value for n in (*LIVE, "seed")}))
         watch(self, PARAMETERS, apply=self._apply)
 
+        self._trust = TrustedPublishers(self, (qos.SCORED, qos.CANDIDATES, qos.EPISODE),
+                                        self._reject_foreign,
+                                        lambda: self.get_parameter("trusted_publishers").value)
+        trusted = self._trust.wrap
         group = MutuallyExclusiveCallbackGroup()  # decisions in order, one at a time
         self._selected_pub = self.create_publisher(SelectedAction, qos.SELECTED,
                                                    qos.COMMAND)
@@ -77,11 +86,14 @@ class SelectorNode(Node):
         self._q_margin_pub = self.create_publisher(Float32, qos.Q_MARGIN, qos.COMMAND)
         self._diag_pub = self.create_publisher(DiagnosticArray, qos.DIAGNOSTICS,
                                                qos.DIAGNOSTICS_QOS)
-        self.create_subscription(ScoredCandidates, qos.SCORED, self._on_scored,
+        self.create_subscription(ScoredCandidates, qos.SCORED,
+                                 trusted(qos.SCORED, self._on_scored),
                                  qos.COMMAND, callback_group=group)
-        self.create_subscription(ActionCandidates, qos.CANDIDATES, self._on_candidates,
+        self.create_subscription(ActionCandidates, qos.CANDIDATES,
+                                 trusted(qos.CANDIDATES, self._on_candidates),
                                  qos.COMMAND, callback_group=group)
-        self.create_subscription(EpisodeStatus, qos.EPISODE, self._on_episode,
+        self.create_subscription(EpisodeStatus, qos.EPISODE,
+                                 trusted(qos.EPISODE, self._on_episode),
                                  qos.COMMAND, callback_group=group)
         self.create_service(Trigger, qos.ESTOP, self._on_estop, callback_group=group)
         self.create_service(Trigger, qos.RESET_ESTOP, self._on_reset_estop,
@@ -123,6 +135,11 @@ class SelectorNode(Node):
         if msg.event == EpisodeStatus.EVENT_STARTED:
             self._loop.new_episode()
 
+    def _reject_foreign(self, exc: MessageError) -> None:
+        """A message from an unexpected publisher: counted, no decision (vgps_ros.trust)."""
+        if self._loop.rejections.add(exc.kind, exc.detail, now_s(self)):
+            self._publish_diagnostics()
+
     def _on_tick(self) -> None:
         for decision, stamp_ns in self._loop.on_tick(now_s(self)):
             self._publish(decision, stamp_ns)
@@ -157,12 +174,17 @@ class SelectorNode(Node):
         loop = self._loop
         mode = loop.mode
         level = OK if mode in ("nominal", "waiting") else WARN
+        message = f"{mode}: {loop.last_detail}"
+        alarm = self._trust.alarm()
+        if alarm:
+            level, message = ERROR, alarm
         cfg = loop.config
         values = {"mode": mode, "k": cfg.k, "beta": cfg.beta, "execute": cfg.execute,
                   "fallback": cfg.fallback, "estopped": loop.selector.estopped,
                   **{f"decisions.{r}": n for r, n in sorted(loop.reasons.items())},
-                  **{f"rejected.{k}": n for k, n in sorted(loop.rejections.counts.items())}}
-        self._diag_pub.publish(diagnostic(self, level, f"{mode}: {loop.last_detail}", values))
+                  **{f"rejected.{k}": n for k, n in sorted(loop.rejections.counts.items())},
+                  **self._trust.values()}
+        self._diag_pub.publish(diagnostic(self, level, message, values))
         self._last_mode, self._last_diag = mode, time.monotonic()
 
 
