@@ -48,11 +48,26 @@ def make_paper_critic(path: Path) -> Path:
     return path
 
 
+def critic_and_selector(critic: Path, k: int):
+    """The graph's critic and selector nodes (this script plays policy and arm), lenient ages."""
+    from vgps.graph.description import Graph, describe
+
+    full = describe({"critic": str(critic), "k": str(k)},
+                    overrides={"selector_node": {"max_age_s": 5.0, "watchdog_timeout_s": 10.0,
+                                                 "fallback": "hold"},
+                               "critic_node": {"max_age_s": 5.0}})
+    return Graph(nodes=tuple(n for n in full.nodes if n.name in ("critic_node",
+                                                                 "selector_node")),
+                 arguments=full.arguments)
+
+
 class Bench:
     """Publishes images and candidates, records when the decision for each stamp arrives."""
 
+    # It stands in for the policy node: the critic and the selector take candidates only from a
+    # node of that name (vgps_ros.trust).
     def __init__(self, k: int, image_size: int, domain_id: int, seed: int = 0,
-                 name: str = "loop_latency_bench"):
+                 name: str = "policy_node"):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image
@@ -210,18 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         args.duration_s, args.steps = 30.0, 30
     command = " ".join(["python benchmarks/loop_latency.py", *(argv or sys.argv[1:])])
 
-    from vgps.graph.description import Graph, describe
     from vgps.graph.lifecycle import Lifecycle
     from vgps.graph.processes import NodeProcesses, isolate
 
     critic = make_paper_critic(args.critic or ROOT / "out" / "bench" / "paper_critic")
-    full = describe({"critic": str(critic), "k": str(args.k)},
-                    overrides={"selector_node": {"max_age_s": 5.0, "watchdog_timeout_s": 10.0,
-                                                 "fallback": "hold"},
-                               "critic_node": {"max_age_s": 5.0}})
-    graph = Graph(nodes=tuple(n for n in full.nodes if n.name in ("critic_node",
-                                                                  "selector_node")),
-                  arguments=full.arguments)
+    graph = critic_and_selector(critic, args.k)
     workdir = Path(tempfile.mkdtemp(prefix="vgps-loop-latency-"))
     env = isolate(os.environ)  # the nodes' environment; this process's is left alone
     procs = NodeProcesses(graph, workdir, env)

@@ -38,6 +38,7 @@ from loop_latency import (
     Bench,
     _display_path,
     _stats,
+    critic_and_selector,
     make_paper_critic,
     set_parameter,
 )
@@ -100,22 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python benchmarks/trust_overhead.py", *(argv or sys.argv[1:])])
 
-    from vgps.graph.description import Graph, describe
     from vgps.graph.lifecycle import Lifecycle
     from vgps.graph.processes import NodeProcesses, isolate
 
     critic = make_paper_critic(args.critic or ROOT / "out" / "bench" / "paper_critic")
-    full = describe({"critic": str(critic), "k": str(args.k)},
-                    overrides={"selector_node": {"max_age_s": 5.0, "watchdog_timeout_s": 10.0,
-                                                 "fallback": "hold"},
-                               "critic_node": {"max_age_s": 5.0}})
-    graph = Graph(nodes=tuple(n for n in full.nodes if n.name in ("critic_node",
-                                                                  "selector_node")),
-                  arguments=full.arguments)
+    graph = critic_and_selector(critic, args.k)
     env = isolate(os.environ)
     procs = NodeProcesses(graph, Path(tempfile.mkdtemp(prefix="vgps-trust-")), env)
-    bench = Bench(args.k, args.image_size, domain_id=int(env["ROS_DOMAIN_ID"]),
-                  name="policy_node")
+    bench = Bench(args.k, args.image_size, domain_id=int(env["ROS_DOMAIN_ID"]))
     period, policy_s = 0.2, args.policy_ms / 1e3
     samples: dict[str, list] = {"on": [], "off": []}
     missed = {"on": 0, "off": 0}
