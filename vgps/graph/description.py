@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -276,6 +277,7 @@ def describe(arguments: Mapping[str, str] | None = None,
         values = {k: v for k, v in params[recorder].items() if v is not None}
         if values.get("run_info", "{}") == "{}":  # what vgps replay needs to re-score the run
             values["run_info"] = json.dumps({
+                "vgps.run_id": uuid.uuid4().hex,  # keys the run's episodes in datasets
                 "vgps.critic": params["critic_node"].get("critic", ""),
                 "vgps.policy": args["policy"], "vgps.robot": args["robot"],
                 "vgps.k": params["selector_node"].get("k", ""),

@@ -22,6 +22,8 @@ from vgps.graph.description import RECORDER, Graph, NodeSpec
 from vgps.graph.processes import NodeProcesses
 
 TRANSITIONS = {"configure": 1, "activate": 3}  # lifecycle_msgs/msg/Transition ids
+GOAL = {"configure": "inactive", "activate": "active"}  # the state after the transition
+START = {"configure": "unconfigured", "activate": "inactive"}  # ... and before it
 
 
 class TransitionError(RuntimeError):
@@ -33,14 +35,55 @@ class TransitionError(RuntimeError):
 
 
 class Lifecycle:
-    """Calls ``/<node>/change_state`` on lifecycle nodes from the launcher's own node."""
+    """Calls ``/<node>/change_state`` on lifecycle nodes from the launcher's own node.
 
-    def __init__(self, node: Any):
-        from lifecycle_msgs.srv import ChangeState
+    A request or its response can be lost while DDS discovery is still matching the service's
+    endpoints (the client sees the server before the server sees the client). So a transition
+    that has not answered after ``probe_s`` asks ``/<node>/get_state``: a node already in the
+    transition's goal state succeeded (the response was lost); a node still in the start state
+    never got the request, which is sent again; a node that does not answer is busy in the
+    transition (the executor is single-threaded) and is waited for.
+
+    Args:
+        node: the launcher's node (spun by another thread).
+        probe_s: seconds without an answer before the node's state is asked.
+    """
+
+    def __init__(self, node: Any, probe_s: float = 10.0):
+        from lifecycle_msgs.srv import ChangeState, GetState
 
         self.node = node
-        self._type = ChangeState
-        self._clients: dict[str, Any] = {}
+        self.probe_s = probe_s
+        self.resent: dict[str, int] = {}  # node -> requests sent again (lost on the way)
+        self._types = {"change_state": ChangeState, "get_state": GetState}
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def _client(self, name: str, service: str) -> Any:
+        key = (name, service)
+        if key not in self._clients:
+            self._clients[key] = self.node.create_client(self._types[service],
+                                                         f"/{name}/{service}")
+        return self._clients[key]
+
+    def _send(self, name: str, transition: str) -> Any:
+        from lifecycle_msgs.msg import Transition
+
+        request = self._types["change_state"].Request()
+        request.transition = Transition(id=TRANSITIONS[transition])
+        return self._client(name, "change_state").call_async(request)
+
+    def state(self, name: str, timeout_s: float = 2.0) -> str | None:
+        """The node's lifecycle state label, or None when it does not answer in time."""
+        client = self._client(name, "get_state")
+        if not client.service_is_ready():
+            return None
+        future = client.call_async(self._types["get_state"].Request())
+        deadline = time.monotonic() + timeout_s
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not future.done():
+            return None
+        return future.result().current_state.label
 
     def transition(self, names: list[str], transition: str, timeout_s: float,
                    alive: Callable[[], dict[str, int]]) -> None:
@@ -53,33 +96,44 @@ class Lifecycle:
             alive: the nodes that exited so far (``NodeProcesses.exited``).
 
         Raises:
-            TransitionError: a service never appeared, a node died, or a transition failed.
+            TransitionError: a service never appeared, a node died, a transition failed or
+                did not finish (the message names the node's last known state).
         """
-        from lifecycle_msgs.msg import Transition
-
         deadline = time.monotonic() + timeout_s
-        futures = {}
+        futures: dict[str, list[Any]] = {}
         for name in names:
-            client = self._clients.setdefault(
-                name, self.node.create_client(self._type, f"/{name}/change_state"))
+            client = self._client(name, "change_state")
             while not client.service_is_ready():
                 if name in alive():
                     raise TransitionError(name, f"exited before it could {transition}")
                 if time.monotonic() > deadline:
                     raise TransitionError(name, f"/{name}/change_state never appeared")
                 time.sleep(0.1)
-            request = self._type.Request()
-            request.transition = Transition(id=TRANSITIONS[transition])
-            futures[name] = client.call_async(request)
-        for name, future in futures.items():
-            while not future.done():
+            futures[name] = [self._send(name, transition)]
+        for name, sent in futures.items():
+            probe_at, state = time.monotonic() + self.probe_s, None
+            while True:
+                done = [f for f in sent if f.done()]
+                if any(f.result().success for f in done):
+                    break
+                if done and len(done) == len(sent):
+                    raise TransitionError(name, f"{transition} failed (see its log)")
                 if name in alive():
                     raise TransitionError(name, f"exited during {transition}")
-                if time.monotonic() > deadline:
-                    raise TransitionError(name, f"{transition} did not finish in {timeout_s:g} s")
+                now = time.monotonic()
+                if now > deadline:
+                    raise TransitionError(
+                        name, f"{transition} did not finish in {timeout_s:g} s (state: "
+                              f"{state or 'not answering'})")
+                if now > probe_at:
+                    state = self.state(name)
+                    if state == GOAL[transition]:  # done; the response was lost
+                        break
+                    if state == START[transition]:  # the request was lost
+                        self.resent[name] = self.resent.get(name, 0) + 1
+                        sent.append(self._send(name, transition))
+                    probe_at = time.monotonic() + self.probe_s
                 time.sleep(0.05)
-            if not future.result().success:
-                raise TransitionError(name, f"{transition} failed (see its log)")
 
 
 def wait_subscribed(node: Any, spec: NodeSpec, procs: NodeProcesses, timeout_s: float) -> None:
@@ -129,7 +183,12 @@ def bring_up(graph: Graph, procs: NodeProcesses, lifecycle: Lifecycle, startup_t
         lifecycle.transition(last, "activate", 30.0, procs.exited)
     except TransitionError as exc:
         echo(f"vgps up: error: {exc}")
-        echo(f"--- last lines of {procs.logs[exc.node]} ---\n{procs.log_tail(exc.node)}")
+        lines = 15
+        if "did not finish" in str(exc) and procs.dump_stacks(exc.node):
+            lines = 60  # where it is stuck: every thread's Python stack, in its log
+        echo(f"--- last lines of {procs.logs[exc.node]} ---\n{procs.log_tail(exc.node, lines)}")
         return 2
+    for name, count in lifecycle.resent.items():
+        echo(f"{name}: a lost transition request was sent again ({count}x)")
     echo(f"graph up in {time.monotonic() - start:.1f} s")
     return 0

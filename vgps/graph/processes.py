@@ -143,6 +143,23 @@ class NodeProcesses:
             return ""
         return "\n".join(text[-lines:])
 
+    def dump_stacks(self, name: str, wait_s: float = 1.0) -> bool:
+        """Asks a live node to write every thread's Python stack to its log (SIGUSR1, which
+        :func:`vgps_ros.runtime.spin` registers with :mod:`faulthandler`).
+
+        Returns:
+            Whether the signal was sent (the node is alive).
+        """
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return False
+        try:
+            os.kill(proc.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return False
+        time.sleep(wait_s)
+        return True
+
     def shutdown(self, sigint_timeout_s: float = 10.0, sigterm_timeout_s: float = 5.0,
                  last: Collection[str] = ()) -> None:
         """SIGINT every live node, then SIGTERM, then SIGKILL (process groups).

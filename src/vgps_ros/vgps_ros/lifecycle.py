@@ -178,6 +178,7 @@ class ManagedNode(Node):
 
     # -- transitions ------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.get_logger().info("configuring")
         try:
             reason = next(filter(None, (p.check(self.param(p.name)) for p in self.PARAMETERS)),
                           "")

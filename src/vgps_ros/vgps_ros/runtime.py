@@ -22,6 +22,7 @@ Usage::
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -46,6 +47,9 @@ def spin(node_factory: Callable[[], Node], args: list[str] | None = None) -> Non
     # SIGINT must stop the node even when its parent ignored SIGINT (a background job of a
     # non-interactive shell passes that on); rclpy chains its handler to this one.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGUSR1 writes every thread's Python stack to stderr (the node's log): ``vgps up`` sends
+    # it to a node whose transition does not finish, to show where it is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node = None
     try:
