@@ -24,6 +24,7 @@ try:
     from vgps_interfaces.msg import (
         ActionCandidates,
         EpisodeStatus,
+        Intervention,
         ScoredCandidates,
         SelectedAction,
     )
@@ -91,6 +92,12 @@ EXPECTED_FIELDS = {
         "event": "string",
         "success": "boolean",
     },
+    "Intervention": {
+        "header": "std_msgs/Header",
+        "take_over": "boolean",
+        "action": "sequence<float>",
+        "source": "string",
+    },
 }
 
 
@@ -100,6 +107,7 @@ def _message_class(name: str) -> type:
         "ScoredCandidates": ScoredCandidates,
         "SelectedAction": SelectedAction,
         "EpisodeStatus": EpisodeStatus,
+        "Intervention": Intervention,
     }[name]
 
 
@@ -126,6 +134,7 @@ def test_field_names_and_types(name: str) -> None:
                 "REASON_HOLD": "hold",
                 "REASON_REJECTED": "rejected",
                 "REASON_ESTOP": "estop",
+                "REASON_INTERVENTION": "intervention",
             },
         ),
         (

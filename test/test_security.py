@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 
 from vgps.cli.main import main
-from vgps.graph.description import NODES, OVERLAY, RECORDER, describe
+from vgps.graph.description import CORRECTOR, NODES, OVERLAY, RECORDER, TELEOP_NODE, describe
 from vgps.security import MONITOR, enclave, missing_enclaves
 from vgps.security.permissions import NODE_TOPICS, grants, publishers_of
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_NODES = [*(e.name for e in NODES), OVERLAY.name, RECORDER.name, MONITOR]
+ALL_NODES = [*(e.name for e in NODES), OVERLAY.name, RECORDER.name, MONITOR, CORRECTOR.name,
+             TELEOP_NODE]
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
 
 
@@ -156,6 +157,8 @@ SOURCES = {"critic_node": "src/vgps_critic/vgps_critic/critic_node.py",
            "selector_node": "src/vgps_widowx/vgps_widowx/selector_node.py",
            "arm_driver": "src/vgps_widowx/vgps_widowx/arm_driver_node.py",
            "overlay_node": "src/vgps_widowx/vgps_widowx/overlay_node.py",
+           "sim_corrector": "src/vgps_widowx/vgps_widowx/sim_corrector_node.py",
+           "teleop_keyboard": "src/vgps_widowx/vgps_widowx/teleop_keyboard_node.py",
            MONITOR: "vgps/graph/monitor.py"}
 
 
@@ -179,7 +182,7 @@ def test_the_table_agrees_with_what_the_node_sources_create(node):
 
 
 def test_every_node_of_the_description_has_an_entry():
-    for entry in (*NODES, OVERLAY, RECORDER):
+    for entry in (*NODES, OVERLAY, RECORDER, CORRECTOR):
         assert NODE_TOPICS[entry.name].lifecycle == entry.lifecycle, entry.name
     assert set(NODE_TOPICS[MONITOR].call) == {f"/{e.name}/change_state" for e in NODES
                                               if e.lifecycle}

@@ -169,7 +169,7 @@ def test_only_executing_reasons_count_as_steps():
         t.selected(i + 1, 0.01, step=i, reason=reason)
     assert t.summary()["step_latency_ms"]["n"] == len(EXECUTING)
     assert t.idle_holds == 0  # a hold with a source image is a control step
-    assert t.decisions["hold"] == 1 and t.step == 6
+    assert t.decisions["hold"] == 1 and t.step == 3 + len(EXECUTING)  # the last one's step
 
 
 # -- strict episodes (vgps up) and hostile input ------------------------------------------------

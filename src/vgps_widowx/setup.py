@@ -41,6 +41,8 @@ setup(
         "selector_node = vgps_widowx.selector_node:main",
         "arm_driver_node = vgps_widowx.arm_driver_node:main",
         "overlay_node = vgps_widowx.overlay_node:main",
+        "vgps-teleop-keyboard = vgps_widowx.teleop_keyboard_node:main",
+        "vgps-sim-corrector = vgps_widowx.sim_corrector_node:main",
     ]},
     # colcon/ament_python: executables go to lib/<package>/, where ros2 run and launch_ros look.
     options={"develop": {"script_dir": f"$base/lib/{package}"},

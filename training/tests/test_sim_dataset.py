@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -89,10 +90,13 @@ def test_pipeline_and_training_steps_on_sim_data(episodes_dir, tmp_path):
                          num_filters=8, stage_sizes=(1, 1))
     config = dataclasses.replace(
         config, batch_size=8, steps=2, log_every=1, val_every=2, val_batches=1, save_every=2,
-        data=dataclasses.replace(config.data, batch_size=8, shuffle_buffer=32,
+        # two episodes: at 0.5 the scripted success is held out for validation (by its id)
+        data=dataclasses.replace(config.data, batch_size=8, shuffle_buffer=32, val_fraction=0.5,
                                  cache_dir=str(tmp_path / "cache")))
     metrics = train(config, tmp_path / "run", tensorboard=False, progress=False)
     assert np.isfinite(metrics["critic_loss"]) and "calql_clip_fraction" in metrics
+    held = json.loads((tmp_path / "run" / "run.json").read_text())["datasets"]["vgps_sim"]
+    assert held["held_out_ids"] == ["episode_0000"] and held["held_out"]["train_episodes"] == 1
 
 
 def test_rejects_bad_episode_files(tmp_path):

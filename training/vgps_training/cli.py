@@ -2,6 +2,11 @@
 
     vgps-train --config sim --data-dir data/rlds --run-dir runs/sim
     vgps-train --config paper --data-dir /data/oxe --run-dir runs/paper --set steps=500000
+    vgps-train --config finetune --data-dir data/rlds --run-dir runs/ft \
+        --init-from models/sim_critic --init-member 0           # vgps_sim + vgps_deploy
+    vgps-train --config finetune --data-dir data/rlds --run-dir runs/ft2 \
+        --init-from models/sim_critic/members/1 --dataset vgps_sim/1.0.0:1 \
+        --dataset /data/lab_runs/1.0.0:2                         # choose the mixture
     vgps-train export runs/sim --out models/sim_critic
     vgps-train sim-dataset data/episodes --data-dir data/rlds     # episodes -> RLDS vgps_sim
 """
@@ -9,19 +14,30 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 
 def _train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgps-train", description="Train a V-GPS critic.")
-    parser.add_argument("--config", required=True, help="preset: paper | sim | debug")
+    parser.add_argument("--config", required=True,
+                        help="preset: paper | sim | finetune | debug")
     parser.add_argument("--data-dir", required=True,
                         help="directory holding the RLDS datasets (<name>/<version>/)")
     parser.add_argument("--run-dir", required=True, help="checkpoints, logs; resumes if present")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a field, e.g. steps=100, "
                         "calql.cql_alpha=1.0, data.shuffle_buffer=1000 (repeatable)")
+    parser.add_argument("--init-from", metavar="CRITIC", default=None,
+                        help="continue from a deployed critic: a checkpoint directory, an "
+                        "ensemble directory (with --init-member) or ENSEMBLE/members/I")
+    parser.add_argument("--init-member", metavar="I", type=int, default=None,
+                        help="the ensemble member of --init-from to continue")
+    parser.add_argument("--dataset", dest="datasets", action="append", default=[],
+                        metavar="PATH[:WEIGHT]", help="replace the preset's datasets: a TFDS "
+                        "version directory (relative: under --data-dir) and its mixture weight "
+                        "(default 1; repeatable)")
     parser.add_argument("--wandb", metavar="PROJECT", default=None, help="also log to W&B")
     parser.add_argument("--no-tensorboard", action="store_true")
     parser.add_argument("--stop-after", type=int, default=None,
@@ -70,11 +86,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         args = _train_parser().parse_args(argv)
         from vgps_training import distributed
-        from vgps_training.config import apply_overrides, preset
+        from vgps_training.config import apply_overrides, preset, with_datasets
         from vgps_training.trainer import train
 
         distributed.initialize()
-        config = apply_overrides(preset(args.config, args.data_dir), args.overrides)
+        config = with_datasets(preset(args.config, args.data_dir), args.datasets, args.data_dir)
+        if args.init_from is not None:
+            args.overrides = [f"init_from={json.dumps(args.init_from)}", *args.overrides]
+        if args.init_member is not None:
+            args.overrides = [f"init_member={args.init_member}", *args.overrides]
+        config = apply_overrides(config, args.overrides)
         metrics = train(config, args.run_dir, tensorboard=not args.no_tensorboard,
                         wandb_project=args.wandb, stop_after=args.stop_after)
         print(" ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))

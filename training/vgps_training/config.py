@@ -14,7 +14,20 @@ Presets (``preset(name, data_dir)``):
             steps after success; here it would make the two steps before the release terminal
             with reward 0 too, so "hold and lift back up" at the place pose, when the release
             still came within two steps, would be labelled exactly as good as releasing
+    finetune  continues a deployed sim critic (``--init-from CRITIC``, required) on an equal
+            mixture of its previous data (``vgps_sim``) and the deployment dataset
+            (``vgps_deploy``): the sim preset's model and Cal-QL settings (the parent's discount
+            and reward horizon must be kept), 2,000 steps, critic learning rate 1e-4 (a third of
+            the sim preset's: the parent is a good solution and large steps on a small new
+            dataset would forget the old one), a 200-step warm-up (Adam's first steps on fresh
+            moments are large) and ``balance_weights=False`` so the few deployment episodes are
+            not drowned by the size of the old data. Every dataset's action bounds come from the
+            parent's card. Replace the datasets with ``--dataset PATH[:WEIGHT]``.
     debug   a tiny critic on the Bridge slice for tests: 32x32, batch 8, a handful of steps
+
+Validation runs on held-out episodes (``data.val_split`` where a dataset has it, else
+``data.val_fraction`` of its episodes by id hash, excluded from training; see
+``vgps_training.data.holdout``).
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from vgps_training.data.labels import LabelConfig
 from vgps_training.data.pipeline import DataConfig, DatasetSpec
 
 SIM_DISCOUNT = 0.9  # the sim preset's gamma (see the module docstring)
+PRESET_NAMES = ("paper", "sim", "finetune", "debug")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +65,8 @@ class TrainConfig:
     save_every: int = 1_000
     keep_checkpoints: int = 3
     seed: int = 0
+    init_from: str | None = None  # parent critic to continue from (vgps_training.finetune)
+    init_member: int | None = None  # its ensemble member, when init_from is an ensemble
     calql: CalQLConfig = dataclasses.field(default_factory=CalQLConfig)
     iql: IQLConfig = dataclasses.field(default_factory=IQLConfig)
 
@@ -67,6 +83,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: data.labels.discount={self.data.labels.discount} "
                              f"(Monte-Carlo returns) must equal {self.agent}.discount="
                              f"{self.agent_config.discount} (TD targets)")
+        if self.init_member is not None and (self.init_from is None or self.init_member < 0):
+            raise ValueError(f"TrainConfig.init_member={self.init_member!r}: needs init_from "
+                             "(an ensemble directory) and a member index >= 0")
         if tuple(self.data.image_size) != tuple(self.critic.image_size):
             raise ValueError(f"TrainConfig.data.image_size={self.data.image_size} differs from "
                              f"critic.image_size={self.critic.image_size}")
@@ -121,6 +140,16 @@ def preset(name: str, data_dir: str) -> TrainConfig:
                                                discount=SIM_DISCOUNT, success_horizon=1)),
             calql=CalQLConfig(discount=SIM_DISCOUNT, cql_alpha=1.0, target_update_rate=0.01),
             iql=IQLConfig(discount=SIM_DISCOUNT, target_update_rate=0.01))
+    if name == "finetune":
+        base = preset("sim", data_dir)
+        specs = (_dataset(data_dir, "vgps_sim", "1.0.0", weight=1.0),
+                 _dataset(data_dir, "vgps_deploy", "1.0.0", weight=1.0))
+        return dataclasses.replace(
+            base, name="finetune", steps=2_000, val_every=500, save_every=500,
+            data=dataclasses.replace(base.data, datasets=specs, balance_weights=False),
+            calql=dataclasses.replace(base.calql, critic_lr=1e-4, actor_lr=1e-4,
+                                      temperature_lr=1e-4, warmup_steps=200),
+            iql=dataclasses.replace(base.iql, critic_lr=1e-4, value_lr=1e-4, warmup_steps=200))
     if name == "debug":
         critic = PRESETS["tiny"]
         return TrainConfig(
@@ -130,7 +159,7 @@ def preset(name: str, data_dir: str) -> TrainConfig:
             iql=IQLConfig(warmup_steps=0),
             data=DataConfig(datasets=(_dataset(data_dir, "bridge_dataset", "1.0.0"),),
                             image_size=critic.image_size, batch_size=8, shuffle_buffer=64))
-    raise ValueError(f"unknown config {name!r}; choose from paper, sim, debug")
+    raise ValueError(f"unknown config {name!r}; choose from {', '.join(PRESET_NAMES)}")
 
 
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
@@ -171,6 +200,33 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any, full: str) -> N
             node = node[name]
 
 
+def with_datasets(config: TrainConfig, items: list[str], data_dir: str) -> TrainConfig:
+    """Replace the datasets with ``PATH[:WEIGHT]`` items (none: ``config`` unchanged).
+
+    A relative PATH is taken under ``data_dir``; bounds are left unset (computed from the data,
+    or the parent critic's with ``init_from``) and sizes do not scale the weights when any item
+    gives a weight.
+    """
+    if not items:
+        return config
+    specs, weighted = [], False
+    for item in items:
+        path, weight = item, 1.0
+        head, sep, tail = item.rpartition(":")
+        if sep:
+            try:
+                path, weight, weighted = head, float(tail), True
+            except ValueError:
+                path = item
+        if not path:
+            raise ValueError(f"--dataset {item!r}: give PATH[:WEIGHT]")
+        specs.append(DatasetSpec(path=path if os.path.isabs(path)
+                                 else os.path.join(data_dir, path), weight=weight))
+    data = dataclasses.replace(config.data, datasets=tuple(specs),
+                               balance_weights=config.data.balance_weights and not weighted)
+    return dataclasses.replace(config, data=data, deploy_dataset=None)
+
+
 def with_critic(config: TrainConfig, **changes: Any) -> TrainConfig:
     """Change the critic architecture and keep the data image size in step with it."""
     critic = dataclasses.replace(config.critic, **changes)
@@ -202,4 +258,5 @@ def _tuplify(d: dict[str, Any]) -> dict[str, Any]:
                 else conv(v)) for k, v in d.items()}
 
 
-__all__ = ["TrainConfig", "apply_overrides", "from_dict", "preset", "with_critic"]
+__all__ = ["PRESET_NAMES", "TrainConfig", "apply_overrides", "from_dict", "preset", "with_critic",
+           "with_datasets"]

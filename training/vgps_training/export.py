@@ -1,8 +1,14 @@
 """Export a training run's critic as a deployable vgps_critic checkpoint (card + parameters).
 
 The exported parameters are the target critic (what the paper's deployment uses); the card
-records the language encoder, the action bounds of the deployment dataset, the reward and
-discount, a summary of the data and the run's latest validation metrics.
+records the language encoder, the action bounds of the deployment dataset (a fine-tuned
+critic's are its parent's), the reward and discount, a summary of the data with the episodes held
+out for validation, the lineage (``data.lineage``: the parent critic and every dataset with its
+bags, see ``lineage``) and the run's latest validation metrics (on held-out episodes).
+
+Usage::
+
+    card = export("runs/sim", "models/my_critic")
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 
 from vgps_critic.checkpoint import CriticCard, save_checkpoint
 from vgps_critic.config import ActionSpace
+from vgps_training.lineage import card_lineage_from_run
 from vgps_training.logger import read_metrics
 from vgps_training.trainer import _critic_config, build_agent, latest_state
 
@@ -28,7 +35,8 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None,
     config, state, step = latest_state(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
     deploy = info["deploy_dataset"]
-    bounds = info["datasets"][deploy]["bounds"]
+    parent = info.get("parent")
+    bounds = (parent["action_space"] if parent else info["datasets"][deploy]["bounds"])
     agent = build_agent(config)
     params = jax.tree_util.tree_map(np.asarray, agent.deployable_params(state))
     card = CriticCard(
@@ -39,11 +47,15 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None,
         reward={"scheme": f"last {config.data.labels.success_horizon} steps of successful "
                           "episodes 0, else -1",
                 "discount": config.agent_config.discount},
-        data={"datasets": {k: {"weight": v["weight"], **_summary(v["stats"])}
+        data={"datasets": {k: {"weight": v["weight"], **_summary(v["stats"]),
+                               **({"held_out": v["held_out"]} if "held_out" in v else {})}
                            for k, v in info["datasets"].items()},
-              "bounds_from": deploy, "image_size": list(config.data.image_size)},
+              "bounds_from": f"parent {parent['critic_id']}" if parent else deploy,
+              "image_size": list(config.data.image_size),
+              "lineage": card_lineage_from_run(info)},
         training={"algorithm": config.agent, "steps": int(step), "batch_size": config.batch_size,
                   "seed": config.seed,
+                  "init_from": parent["critic_id"] if parent else None,
                   "hyperparameters": dataclasses.asdict(config.agent_config),
                   "validation": _last_validation(run_dir)},
     )

@@ -2,13 +2,17 @@
 
 A run directory holds:
     config.json            the TrainConfig
-    run.json               language encoder, per-dataset bounds and sizes (for export)
+    run.json               language encoder, per-dataset bounds, sizes, held-out episodes and
+                           lineage (paths, bags, the parent critic), read by export
     checkpoints/<step>/    orbax TrainState (written atomically; a killed save is ignored)
     data_state/<step>.*    the tf.data iterator at that step (shuffle buffer and all)
     metrics.jsonl, tensorboard/
 
 Resuming restores both, so a killed run continued with ``train(config, run_dir)`` produces the
-same updates, step for step, as one that was never interrupted. Every update's key is
+same updates, step for step, as one that was never interrupted. With ``init_from`` a new run
+starts from a deployed critic's parameters (``finetune``); a run directory with checkpoints
+resumes from them. Training reads every episode but the held-out ones, validation only those
+(``data.holdout``). Every update's key is
 ``fold_in(seed key, step)``, so nothing random depends on when the run was (re)started.
 """
 
@@ -26,7 +30,7 @@ from tqdm import tqdm
 
 from vgps_critic.config import ACTION_CLIP
 from vgps_critic.language import ENCODER_DIMS, LanguageEncoder, get_encoder
-from vgps_training import distributed
+from vgps_training import distributed, finetune, lineage
 from vgps_training.agents import AGENTS
 from vgps_training.config import TrainConfig
 from vgps_training.logger import MetricLogger
@@ -122,6 +126,13 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
     from vgps_training.data.pipeline import make_dataset
 
     tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to JAX
+    parent = None
+    if config.init_from:
+        parent = finetune.load_parent(config.init_from, config.init_member)
+        config = finetune.resolve_config(config, parent)
+    elif config.name == "finetune":
+        raise ValueError("config finetune continues a deployed critic: give --init-from CRITIC "
+                         "(and --init-member I for an ensemble)")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "config.json"
@@ -146,10 +157,15 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
                          f"({jax.device_count()})")
     per_host = config.batch_size // jax.process_count()
     data = make_dataset(dataclasses.replace(config.data, batch_size=per_host, train=True,
-                                            seed=config.seed))
+                                            seed=config.seed, subset="train"))
+    deploy = config.deploy_dataset or data.names[0]
+    if deploy not in data.names:
+        raise ValueError(f"deploy_dataset={deploy!r} is not one of the datasets {data.names}")
+    if parent is not None:
+        finetune.check_deploy_bounds(deploy, data.bounds[deploy], parent)
     iterator = iter(data.dataset)
     data_state = _DataState(run_dir / "data_state" / f"host{jax.process_index()}", iterator)
-    _write_run_info(run_dir, config, data)
+    _write_run_info(run_dir, config, data, parent)
 
     embed = InstructionEmbedder(get_encoder(config.language_encoder))
     agent = build_agent(config)
@@ -161,6 +177,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
         state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
         data_state.restore(start)
+    elif parent is not None:
+        state = finetune.initial_state(state, parent)
     state = distributed.replicate(state, mesh)
     update = jax.jit(agent.update, donate_argnums=0)
     validator = Validator(agent) if config.val_every else None
@@ -202,32 +220,40 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
 
 
 def _validation_batches(config: TrainConfig, embed: InstructionEmbedder) -> list[dict]:
-    """A fixed set of un-augmented batches from the same datasets (not a held-out split when
-    the datasets have only one; the figures then measure fit, not generalisation)."""
+    """A fixed set of un-augmented batches of held-out episodes (a dataset's validation split,
+    else its held-out fraction; ``data.holdout``), none of which training sees."""
     from vgps_training.data.pipeline import make_dataset
 
     per_host = config.batch_size // jax.process_count()
     data = make_dataset(dataclasses.replace(config.data, train=False, batch_size=per_host,
-                                            seed=config.seed + 1))
+                                            seed=config.seed + 1, subset="validation"))
     batches = []
     for raw in data.as_numpy():
         batches.append(to_agent_batch(raw, embed))
         if len(batches) >= config.val_batches:
             break
     if not batches:
-        raise ValueError("validation data is empty: fewer transitions than one batch")
+        raise ValueError("validation data is empty: the held-out episodes have fewer "
+                         f"transitions than one batch ({per_host}); raise data.val_fraction or "
+                         "set val_every=0")
     return batches
 
 
-def _write_run_info(run_dir: Path, config: TrainConfig, data: Any) -> None:
+def _write_run_info(run_dir: Path, config: TrainConfig, data: Any,
+                    parent: finetune.ParentCritic | None) -> None:
     info = {
         "language_encoder": config.language_encoder,
         "datasets": {name: {"bounds": {"low": [float(x) for x in data.bounds[name][0]],
                                        "high": [float(x) for x in data.bounds[name][1]]},
                             "weight": float(w),
-                            "stats": _jsonable(data.stats[name])}
-                     for name, w in zip(data.names, data.weights)},
+                            "stats": _jsonable(data.stats[name]),
+                            "held_out": data.heldout[name].summary(),
+                            "held_out_ids": list(data.heldout[name].val_ids),
+                            "lineage": lineage.dataset_lineage(spec.path, name,
+                                                               data.stats[name].version)}
+                     for name, w, spec in zip(data.names, data.weights, config.data.datasets)},
         "deploy_dataset": config.deploy_dataset or data.names[0],
+        "parent": parent.lineage() if parent is not None else None,
     }
     (run_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
 

@@ -60,6 +60,7 @@ STEERING_TOPICS: dict[str, tuple[str, QoSProfile]] = {
     qos.SCORED: ("vgps_interfaces/msg/ScoredCandidates", qos.COMMAND),
     qos.SELECTED: ("vgps_interfaces/msg/SelectedAction", qos.COMMAND),
     qos.EPISODE: ("vgps_interfaces/msg/EpisodeStatus", qos.COMMAND),
+    qos.INTERVENTION: ("vgps_interfaces/msg/Intervention", qos.COMMAND),  # take-overs
     qos.JOINT_STATES: ("sensor_msgs/msg/JointState", qos.COMMAND),
     qos.Q_VALUES: ("std_msgs/msg/Float32MultiArray", qos.COMMAND),
     qos.Q_SELECTED: ("std_msgs/msg/Float32", qos.COMMAND),

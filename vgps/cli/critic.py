@@ -4,10 +4,14 @@
     vgps critic init --config sim --seed 0 --out out/critic
     vgps critic ensemble run_a/critic run_b/critic --name sim-critic --out out/ensemble
     vgps critic import-vgps checkpoint_500000 --action-bounds bridge --out out/released
+    vgps critic compare out/critic_r5 models/sim_critic --sim-eval all --episodes 50 --k 10 \
+        --k 50 --bags out/bags/heldout_* --promote
 
 Each command parses its arguments and calls one ``vgps_critic`` function
 (:func:`~vgps_critic.loading.describe`, :func:`~vgps_critic.random_critic.save_random_critic`,
-:func:`~vgps_critic.ensemble.save_ensemble`, :func:`~vgps_critic.import_vgps.import_vgps`).
+:func:`~vgps_critic.ensemble.save_ensemble`, :func:`~vgps_critic.import_vgps.import_vgps`);
+``compare`` calls :func:`vgps.flywheel.compare.compare` and exits 0 when the new critic is (or
+would be) promoted, 1 when refused, 2 on errors.
 """
 
 from __future__ import annotations
@@ -70,6 +74,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--force", action="store_true")
     init.set_defaults(func=_init)
 
+    add_compare_parser(sub)
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    """``vgps critic compare NEW OLD``."""
+    from vgps.flywheel.compare import DEFAULT_SEED
+
+    cmp = sub.add_parser(
+        "compare", help="compare a new critic with the deployed one; promote only with evidence",
+        description="Compare NEW with the deployed OLD critic in simulation (both on identical "
+                    "episode seeds, per task and K: success with Wilson 95% intervals, paired "
+                    "difference with a bootstrap 95% interval) and/or offline on held-out bags "
+                    "(ranking AUC, agreement with interventions, changed choices). Promote only "
+                    "when NEW is not worse with 95% confidence in every condition. Exit code: "
+                    "0 promoted (or would be), 1 refused, 2 error.")
+    cmp.add_argument("new", help="the candidate critic checkpoint directory")
+    cmp.add_argument("old",
+                     help="the deployed critic checkpoint directory (replaced on promotion)")
+    cmp.add_argument("--bags", nargs="+", default=[], metavar="BAG",
+                     help="held-out bags recorded by `vgps up --record` (labels beside them)")
+    cmp.add_argument("--sim-eval", default=None, metavar="TASKS",
+                     help="simulate these tasks: 'all' or a comma-separated list")
+    cmp.add_argument("--episodes", type=int, default=50, help="episodes per task and K")
+    cmp.add_argument("--k", type=int, action="append", default=None,
+                     help="candidates per step; repeat for several conditions (default 10)")
+    cmp.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                     help="master seed of the simulated episodes: one no training round used "
+                          f"(default {DEFAULT_SEED})")
+    cmp.add_argument("--image-size", type=int, default=256, help="rendered camera size (px)")
+    cmp.add_argument("--policy", default="sim", help="in-process policy or ws://host:port")
+    cmp.add_argument("--margin", type=float, default=0.05,
+                     help="non-inferiority margin: refuse unless new - old >= -MARGIN with 95%% "
+                          "confidence (default 0.05: 5 points of success rate; 0 asks the new "
+                          "critic to lose no paired episode it cannot make up for)")
+    cmp.add_argument("--promote", action="store_true",
+                     help="when promoted: move OLD to OLD.prev-<id> and copy NEW to OLD's path")
+    cmp.add_argument("--report", default=None, metavar="DIR",
+                     help="report directory (default: <NEW>.compare beside NEW)")
+    cmp.add_argument("--quiet", action="store_true", help="no progress bars")
+    cmp.set_defaults(func=_compare)
+
 
 def _import_vgps(args: argparse.Namespace) -> int:
     from vgps_critic.import_vgps import import_vgps, parse_action_bounds
@@ -117,3 +162,40 @@ def _init(args: argparse.Namespace) -> int:
                               overwrite=args.force)
     print(f"wrote {args.out}: {card.critic_id}, {card.param_count:,} parameters")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import shlex
+
+    from vgps.flywheel.compare import CompareConfig, compare
+
+    tasks: tuple[str, ...] = ()
+    if args.sim_eval is not None:
+        from vgps_widowx.sim import TASKS
+
+        names = [t.strip() for t in args.sim_eval.split(",") if t.strip()]
+        tasks = tuple(TASKS) if names == ["all"] else tuple(names)
+        if not tasks:
+            raise ValueError(f"--sim-eval {args.sim_eval!r}: name tasks or 'all'")
+    config = CompareConfig(new=args.new, old=args.old, bags=tuple(args.bags), sim_tasks=tasks,
+                           episodes=args.episodes, ks=tuple(args.k or (10,)), seed=args.seed,
+                           image_size=args.image_size, policy=args.policy, margin=args.margin,
+                           promote=args.promote, report=args.report)
+    command = ["vgps", "critic", "compare", args.new, args.old]
+    if args.bags:
+        command += ["--bags", *args.bags]
+    if tasks:
+        command += ["--sim-eval", ",".join(tasks), "--episodes", str(args.episodes),
+                    *[f"--k={k}" for k in config.ks], "--seed", str(args.seed),
+                    "--image-size", str(args.image_size), "--policy", args.policy]
+    command += ["--margin", f"{args.margin:g}", *(["--promote"] if args.promote else []),
+                "--report", str(config.report_dir)]
+    result = compare(config, command=shlex.join(command), progress=not args.quiet)
+    decision = result["decision"]
+    print(("PROMOTE: " if decision["promote"] else "REFUSED: ") + decision["reason"])
+    if result["promotion"]:
+        moved = result["promotion"]
+        print(f"promoted: {moved['deployed']} <- {args.new} ({moved['new_id']}); previous "
+              f"{moved['old_id']} kept at {moved['previous']}")
+    print(f"report: {result['report']}/report.md")
+    return 0 if decision["promote"] else 1

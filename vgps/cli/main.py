@@ -8,7 +8,9 @@ import sys
 from vgps import __version__
 from vgps.cli import collect as collect_cmd
 from vgps.cli import critic as critic_cmd
+from vgps.cli import dataset as dataset_cmd
 from vgps.cli import evaluate as eval_cmd
+from vgps.cli import label as label_cmd
 from vgps.cli import monitor as monitor_cmd
 from vgps.cli import replay as replay_cmd
 from vgps.cli import security as security_cmd
@@ -21,8 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vgps {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     critic_cmd.add_parser(sub)
+    dataset_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
     collect_cmd.add_parser(sub)
+    label_cmd.add_parser(sub)
     monitor_cmd.add_parser(sub)
     replay_cmd.add_parser(sub)
     security_cmd.add_parser(sub)

@@ -36,6 +36,10 @@ record          bag directory (must not exist yet): adds the ``recorder`` node
                 parameters can be overridden as ``recorder.<param>``
 security        SROS2 keystore directory (``vgps security init``): every node runs in its
                 enclave ``/vgps/<node>`` (``NodeSpec.enclave``), security enforced; ``''`` = off
+intervention    ``none`` or ``sim``: adds ``sim_corrector`` (plain node, robot:=sim only), the
+                scripted corrector that takes over before known failures; the selector obeys
+                ``vgps/intervention`` from ``teleop_keyboard`` (``vgps-teleop-keyboard``, run by
+                hand in a terminal) and, with ``sim``, from ``sim_corrector``
 ==============  ===========================================================================
 
 Usage::
@@ -97,6 +101,8 @@ LAUNCH_ARGUMENTS: dict[str, LaunchArgument] = {
                                  "MCAP); '' = no recording"),
     "security": LaunchArgument("", "SROS2 keystore (vgps security init): each node in its "
                                    "enclave, security enforced; '' = off"),
+    "intervention": LaunchArgument("none", "none | sim: sim adds the scripted corrector, which "
+                                           "takes over before known failures (robot:=sim)"),
 }
 
 
@@ -162,6 +168,9 @@ OVERLAY = NodeEntry("vgps_widowx", "overlay_node", "overlay_node", lifecycle=Fal
 # The bag recorder (record:=DIR): a plain node of this package, started before all others so it
 # is subscribed before the first episode, and stopped after them so it records everything.
 RECORDER = NodeEntry("vgps", "vgps-recorder", "recorder", lifecycle=False)
+# The scripted corrector (intervention:=sim) and the node names vgps/intervention is obeyed from.
+CORRECTOR = NodeEntry("vgps_widowx", "vgps-sim-corrector", "sim_corrector", lifecycle=False)
+TELEOP_NODE = "teleop_keyboard"  # vgps-teleop-keyboard, started by hand (needs a terminal)
 # Its parameters: vgps.bags.RECORDER_PARAMETERS (the recorder node's own defaults).
 
 
@@ -238,6 +247,12 @@ def describe(arguments: Mapping[str, str] | None = None,
 
     if args["robot"] not in ("sim", "real"):
         raise ValueError(f"robot:={args['robot']!r}: use sim or real")
+    if args["intervention"] not in ("none", "sim"):
+        raise ValueError(f"intervention:={args['intervention']!r}: use none or sim")
+    if args["intervention"] == "sim" and args["robot"] != "sim":
+        raise ValueError("intervention:=sim runs the scripted corrector on the simulator's state "
+                         "and needs robot:=sim; on the real arm take over with "
+                         "vgps-teleop-keyboard in a terminal")
     put("arm_driver", "backend", "sim" if args["robot"] == "sim" else "interbotix")
     for key, value in policy_parameters(args["policy"]).items():
         put("policy_node", key, value)
@@ -288,6 +303,9 @@ def describe(arguments: Mapping[str, str] | None = None,
         values = dict(params[entry.name])
         if entry.lifecycle:
             values["autostart"] = bool(autostart)
+        if entry.name == "selector_node":
+            values["intervention_publishers"] = [TELEOP_NODE] + (
+                [CORRECTOR.name] if args["intervention"] == "sim" else [])
         remaps: tuple[tuple[str, str], ...] = ()
         if entry.name == "arm_driver" and args["robot"] == "real":
             camera = "/" + args["camera"].strip().strip("/")
@@ -307,6 +325,8 @@ def describe(arguments: Mapping[str, str] | None = None,
                              "set overlay_node camera_model: params, fx, fy, cx, cy, "
                              "camera_xyz and camera_rpy in the parameter file")
         nodes.append(OVERLAY.spec(values, secure=secure))
+    if args["intervention"] == "sim":
+        nodes.append(CORRECTOR.spec(dict(params.get(CORRECTOR.name, {})), secure=secure))
     return Graph(nodes=tuple(nodes), arguments=args)
 
 

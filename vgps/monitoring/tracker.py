@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-EXECUTING = ("argmax", "softmax", "fallback")  # decisions that move the arm
+EXECUTING = ("argmax", "softmax", "fallback", "intervention")  # decisions that move the arm
 ENDED = ("succeeded", "failed", "timeout")  # episode events that end an episode
 STARTED = "started"
 EVENTS = (STARTED, "step", *ENDED)  # every event the arm driver publishes
@@ -132,7 +132,7 @@ class StepRecord:
 
     @property
     def executing(self) -> bool:
-        """The decision moves the arm (argmax, softmax or fallback)."""
+        """The decision moves the arm (argmax, softmax, fallback or intervention)."""
         return self.reason in EXECUTING
 
 

@@ -31,7 +31,8 @@ DIAGNOSTICS = "/diagnostics"
 # The recorder's default topics (vgps.bags.recorder_node.DEFAULT_TOPICS, absolute).
 RECORDER_TOPICS = ("/camera/image_raw", "/vgps/instruction", "/vgps/candidates", "/vgps/scored",
                    "/vgps/selected", "/vgps/episode", "/joint_states", "/vgps/q_values",
-                   "/vgps/q_selected", "/vgps/q_margin", "/diagnostics", "/vgps/overlay")
+                   "/vgps/q_selected", "/vgps/q_margin", "/diagnostics", "/vgps/overlay",
+                   "/vgps/intervention")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,7 @@ NODE_TOPICS: dict[str, NodeTopics] = {
         lifecycle=True),
     "selector_node": NodeTopics(
         publish=("/vgps/selected", "/vgps/q_selected", "/vgps/q_margin", DIAGNOSTICS),
-        subscribe=("/vgps/scored", "/vgps/candidates", "/vgps/episode"),
+        subscribe=("/vgps/scored", "/vgps/candidates", "/vgps/episode", "/vgps/intervention"),
         serve=("/vgps/estop", "/vgps/reset_estop")),
     "arm_driver": NodeTopics(
         publish=(CAMERA, "/joint_states", "/vgps/episode", "/vgps/instruction",
@@ -65,6 +66,10 @@ NODE_TOPICS: dict[str, NodeTopics] = {
     "overlay_node": NodeTopics(
         publish=("/vgps/overlay",),
         subscribe=(CAMERA, "/joint_states", "/vgps/scored", "/vgps/selected")),
+    # Take-overs (intervention:=sim adds the corrector; the keyboard teleop is run by hand).
+    "sim_corrector": NodeTopics(publish=("/vgps/intervention", DIAGNOSTICS),
+                                subscribe=("/vgps/sim_state", "/vgps/episode")),
+    "teleop_keyboard": NodeTopics(publish=("/vgps/intervention",)),
     "recorder": NodeTopics(subscribe=RECORDER_TOPICS),
     MONITOR: NodeTopics(
         subscribe=("/vgps/candidates", "/vgps/scored", "/vgps/selected", "/vgps/episode",

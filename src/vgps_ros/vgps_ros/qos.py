@@ -9,8 +9,9 @@ Profiles:
 
 * ``SENSOR`` - camera images: best effort, keep last 5, volatile (``qos_profile_sensor_data``).
   A late image is worth nothing; blocking control publishes one per step anyway.
-* ``COMMAND`` - candidates, scores, selections, sim state, episode status, Q statistics: reliable,
-  keep last 5, volatile. Small messages that must not be dropped, and never queue up for long.
+* ``COMMAND`` - candidates, scores, selections, interventions, sim state, episode status, Q
+  statistics: reliable, keep last 5, volatile. Small messages that must not be dropped, and
+  never queue up for long.
 * ``LATCHED`` - the instruction: reliable, transient local, keep last 1, so a node that starts
   (or restarts) after the instruction was published still receives it.
 * ``DIAGNOSTICS`` - ``/diagnostics``: reliable, keep last 10 (the usual diagnostic_aggregator QoS).
@@ -39,6 +40,7 @@ CANDIDATES = "vgps/candidates"  # vgps_interfaces/ActionCandidates
 SCORED = "vgps/scored"  # vgps_interfaces/ScoredCandidates
 SELECTED = "vgps/selected"  # vgps_interfaces/SelectedAction
 EPISODE = "vgps/episode"  # vgps_interfaces/EpisodeStatus
+INTERVENTION = "vgps/intervention"  # vgps_interfaces/Intervention: teleop / corrector take-over
 SIM_STATE = "vgps/sim_state"  # std_msgs/String: JSON of the simulator's privileged state
 JOINT_STATES = "joint_states"  # sensor_msgs/JointState
 Q_VALUES = "vgps/q_values"  # std_msgs/Float32MultiArray (K,)

@@ -8,12 +8,12 @@ nothing moves); the episode resumes with a fresh image on the next activate.
 
 Control loop (blocking, BridgeData-style): a ``vgps/selected`` decision is executed only when its
 stamp equals the stamp of the last image published here, its reason executes (argmax, softmax,
-fallback) and that image was not acted on yet - so every step's action comes from the image taken
-after the previous action finished. Actions go through ``ArmBackend.apply`` (the shared safety
-filter). After the action the driver waits out the rest of ``control_period_s`` and publishes the
-next observation: ``vgps/sim_state`` (sim), ``joint_states``, ``camera/image_raw`` (rgb8, stamped
-now), and ``vgps/episode`` events (started, step, succeeded, timeout, failed). One decision
-moves the tool at most one step's limits, however many actions it carries (EpisodeRunner).
+fallback, intervention) and that image was not acted on yet - so every step's action comes from the
+image taken after the previous action finished. Actions go through ``ArmBackend.apply`` (the shared
+safety filter). After the action the driver waits out the rest of ``control_period_s`` and
+publishes the next observation: ``vgps/sim_state`` (sim), ``joint_states``, ``camera/image_raw``
+(rgb8, stamped now), and ``vgps/episode`` events (started, step, succeeded, timeout, failed). One
+decision moves the tool at most one step's limits, however many actions it carries (EpisodeRunner).
 ``/diagnostics`` counts refused actions, clamped decisions and ``ignored.<class>`` decisions.
 
 Recovery: when no executable decision arrives for ``republish_after_s`` (>= ``control_period_s``;

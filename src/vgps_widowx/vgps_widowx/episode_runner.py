@@ -4,7 +4,7 @@ ROS-free core of the arm driver node. One rule keeps the arm safe from stale or 
 decisions: a decision is executed only when its stamp is the stamp of the LAST image the driver
 published (each step's candidates are sampled from exactly that image; the driver publishes the
 next image only after the action finished), its reason executes (``argmax``, ``softmax``,
-``fallback``), and that image has not been acted on yet. Everything goes through
+``fallback``, ``intervention``), and that image has not been acted on yet. Everything goes through
 :meth:`ArmBackend.apply`, the shared safety path.
 
 One decision is one control period, however many actions it carries (``execute: chunk`` sends
@@ -41,7 +41,7 @@ from vgps_widowx.sticky_gripper import StickyGripper
 if TYPE_CHECKING:  # the arm module imports MuJoCo; nodes import it only at configure
     from vgps_widowx.arms.base import ArmBackend
 
-EXECUTABLE = ("argmax", "softmax", "fallback")
+EXECUTABLE = ("argmax", "softmax", "fallback", "intervention")
 REAL_MAX_STEPS = 120  # step budget on the real arm when none is configured (24 s at 5 Hz)
 _TOL = 1e-6  # budget left below this is spent (float32 noise), as in the safety filter
 GRIPPER_CHANGE = 1e-3  # a motionless action executes only to change the gripper by more

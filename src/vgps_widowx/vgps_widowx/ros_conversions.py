@@ -24,7 +24,7 @@ from vgps_interfaces.msg import EpisodeStatus, SelectedAction
 from vgps_ros.conversions import float_array, stamp_from_ns
 from vgps_ros.input_guard import MessageError
 
-EXECUTABLE_REASONS = ("argmax", "softmax", "fallback")
+EXECUTABLE_REASONS = ("argmax", "softmax", "fallback", "intervention")
 JOINT_NAMES = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
                "gripper")  # gripper: opening in [0, 1], 1 = open (not a joint angle)
 

@@ -11,7 +11,10 @@ Adds what the node needs on top of the pure decision rule:
   a SelectedAction never carries an action outside the limits; the workspace part needs the
   arm's pose and is applied again by the arm backend (``ArmBackend.apply``);
 * rejected-input decisions for messages that failed conversion, and counts of every outcome and
-  rejection class for ``/diagnostics``.
+  rejection class for ``/diagnostics``;
+* interventions (:mod:`vgps_widowx.intervention`): while a take-over holds, every executing
+  decision becomes an ``"intervention"`` one carrying the take-over's action, which passes the
+  same command limits (a rejected one executes nothing).
 
 Usage::
 
@@ -19,6 +22,7 @@ Usage::
     loop.on_candidates(step, stamp_s, chunks, now)        # remember for the fallback
     decision = loop.on_scored(step, stamp_s, chunks, q, now)
     for decision, stamp_ns in loop.on_tick(now): ...      # fallback / watchdog holds
+    loop.on_intervention(True, action, "keyboard", now)   # False: malformed (counted)
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from collections import Counter
 
 import numpy as np
 
-from vgps_ros.input_guard import RejectionLog
+from vgps_ros.input_guard import MessageError, RejectionLog
+from vgps_widowx.intervention import INTERVENTION, TakeOver
 from vgps_widowx.safety import SafetyConfig, SafetyFilter
 from vgps_widowx.selector import Decision, Selector, SelectorConfig
 
-EXECUTING = ("argmax", "softmax", "fallback")
+EXECUTING = ("argmax", "softmax", "fallback", INTERVENTION)
 
 
 @dataclasses.dataclass
@@ -53,8 +58,10 @@ class SelectorLoop:
         safety: limits applied to every executed action (defaults to ``SafetyConfig()``).
     """
 
-    def __init__(self, config: SelectorConfig | None = None, safety: SafetyConfig | None = None):
+    def __init__(self, config: SelectorConfig | None = None, safety: SafetyConfig | None = None,
+                 intervention_timeout_s: float = 0.5):
         self.selector = Selector(config)
+        self.takeover = TakeOver(intervention_timeout_s)
         self.safety = SafetyFilter(safety)
         cfg = self.safety.config
         self._reference = (np.asarray(cfg.workspace_low) + np.asarray(cfg.workspace_high)) / 2
@@ -112,6 +119,22 @@ class SelectorLoop:
                 out.append((self._finish(tick, now), 0))
         return out
 
+    def on_intervention(self, take_over: object, action: object, source: object,
+                        now: float) -> bool:
+        """Keeps an intervention command; a malformed one is counted and changes nothing.
+
+        Returns:
+            Whether the command was valid.
+        """
+        with self._lock:
+            try:
+                self.takeover.update(take_over, action, source, now)
+            except MessageError as exc:
+                self.rejections.add(exc.kind, exc.detail, now)
+                self.mode, self.last_detail = "rejected", f"{exc.kind}: {exc.detail}"
+                return False
+            return True
+
     def reject(self, kind: str, detail: str, step: int, now: float) -> Decision:
         """A ``"rejected"`` (``"estop"`` while latched) decision for a malformed message."""
         with self._lock:
@@ -165,6 +188,7 @@ class SelectorLoop:
 
     # -- internals ------------------------------------------------------------------------------
     def _finish(self, decision: Decision, now: float) -> Decision:
+        decision = self.takeover.override(decision, now)
         if decision.reason in EXECUTING and decision.executes:
             decision = self._limit(decision)
         self.reasons[decision.reason] += 1
@@ -184,7 +208,8 @@ class SelectorLoop:
                 return dataclasses.replace(
                     decision, actions=np.zeros((0, decision.actions.shape[1]), np.float32),
                     reason="rejected", index=-1,
-                    detail=f"unsafe_action: {'; '.join(verdict.reasons)}")
+                    detail=f"unsafe_action: {'; '.join(verdict.reasons)}"
+                           + (f" ({decision.detail})" if decision.reason == INTERVENTION else ""))
             safe.append(verdict.action)
             notes.extend(r.split(":", 1)[0] for r in verdict.reasons)
         detail = decision.detail

@@ -6,8 +6,17 @@ Every decision - argmax, softmax, fallback, hold, rejected, estop - is published
 K, beta, execute, max_age_s, watchdog_timeout_s and fallback are live parameters, validated in the
 on-set callback, and apply from the next step on. The e-stop latches until ``vgps/reset_estop``.
 
-Subscribes: ``vgps/scored``, ``vgps/candidates`` (for the fallback), ``vgps/episode``; each only
-from its graph node (critic_node, policy_node, arm_driver): other publishers' messages are counted
+Interventions (:mod:`vgps_widowx.intervention`): while the newest ``vgps/intervention`` holds
+``take_over`` and is younger than ``intervention_timeout_s`` (live), every executing decision
+becomes reason ``"intervention"`` (index -1) carrying the intervention's action after the same
+command limits; a release or a stale command gives control back to the critic. Malformed
+interventions are counted as ``rejected.bad_intervention`` and never move the arm; they are
+obeyed only from the node names in ``intervention_publishers`` (the keyboard teleop and the sim
+corrector of the graph).
+
+Subscribes: ``vgps/scored``, ``vgps/candidates`` (for the fallback), ``vgps/episode``,
+``vgps/intervention``; each only from its graph node (critic_node, policy_node, arm_driver,
+``intervention_publishers``): other publishers' messages are counted
 as ``rejected.foreign_publisher`` and make no decision; an unexpected publisher is an ERROR on
 ``/diagnostics`` (``vgps_ros.trust``, parameter ``trusted_publishers``).
 Publishes: ``vgps/selected``, ``vgps/q_selected``, ``vgps/q_margin``, ``/diagnostics``.
@@ -19,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -28,6 +38,7 @@ from std_srvs.srv import Trigger
 from vgps_interfaces.msg import (
     ActionCandidates,
     EpisodeStatus,
+    Intervention,
     ScoredCandidates,
     SelectedAction,
 )
@@ -36,7 +47,7 @@ from vgps_ros.conversions import candidates_from_msg, scored_from_msg, stamp_to_
 from vgps_ros.input_guard import MessageError
 from vgps_ros.parameters import Param, Update, declare, watch
 from vgps_ros.runtime import ERROR, OK, WARN, diagnostic, now_s, spin
-from vgps_ros.trust import TRUST_PARAM, TrustedPublishers
+from vgps_ros.trust import EXPECTED, TRUST_PARAM, TrustedPublishers
 from vgps_widowx.ros_conversions import selected_to_msg
 from vgps_widowx.selector import EXECUTE_MODES, FALLBACKS, Decision, SelectorConfig
 from vgps_widowx.selector_loop import SelectorLoop
@@ -59,6 +70,10 @@ PARAMETERS = (
     Param("seed", _D.seed, "seed of the softmax sampling keys (fold_in(key(seed), step))",
           range=(0, 2**31 - 1)),
     Param("tick_period_s", 0.05, "watchdog timer period", range=(0.005, 1.0), live=False),
+    Param("intervention_timeout_s", 0.5, "a take-over on vgps/intervention holds this long "
+          "after its newest message", range=(0.01, 10.0)),
+    Param("intervention_publishers", ("teleop_keyboard", "sim_corrector"), "node names "
+          "obeyed on vgps/intervention (with trusted_publishers)", live=False),
     TRUST_PARAM,
 )
 LIVE = ("k", "beta", "execute", "max_age_s", "watchdog_timeout_s", "fallback")
@@ -70,13 +85,17 @@ class SelectorNode(Node):
     def __init__(self, name: str = "selector_node"):
         super().__init__(name)
         declare(self, PARAMETERS)
-        self._loop = SelectorLoop(SelectorConfig(
-            **{n: self.get_parameter(n).value for n in (*LIVE, "seed")}))
+        self._loop = SelectorLoop(
+            SelectorConfig(**{n: self.get_parameter(n).value for n in (*LIVE, "seed")}),
+            intervention_timeout_s=self.get_parameter("intervention_timeout_s").value)
         watch(self, PARAMETERS, apply=self._apply)
 
-        self._trust = TrustedPublishers(self, (qos.SCORED, qos.CANDIDATES, qos.EPISODE),
-                                        self._reject_foreign,
-                                        lambda: self.get_parameter("trusted_publishers").value)
+        expected = {**EXPECTED, qos.INTERVENTION: tuple(
+            self.get_parameter("intervention_publishers").value)}
+        self._trust = TrustedPublishers(
+            self, (qos.SCORED, qos.CANDIDATES, qos.EPISODE, qos.INTERVENTION),
+            self._reject_foreign, lambda: self.get_parameter("trusted_publishers").value,
+            expected=expected)
         trusted = self._trust.wrap
         group = MutuallyExclusiveCallbackGroup()  # decisions in order, one at a time
         self._selected_pub = self.create_publisher(SelectedAction, qos.SELECTED,
@@ -95,6 +114,9 @@ class SelectorNode(Node):
         self.create_subscription(EpisodeStatus, qos.EPISODE,
                                  trusted(qos.EPISODE, self._on_episode),
                                  qos.COMMAND, callback_group=group)
+        self.create_subscription(Intervention, qos.INTERVENTION,
+                                 trusted(qos.INTERVENTION, self._on_intervention),
+                                 qos.COMMAND, callback_group=group)
         self.create_service(Trigger, qos.ESTOP, self._on_estop, callback_group=group)
         self.create_service(Trigger, qos.RESET_ESTOP, self._on_reset_estop,
                             callback_group=group)
@@ -107,6 +129,8 @@ class SelectorNode(Node):
     # -- parameters -------------------------------------------------------------------------------
     def _apply(self, update: Update) -> None:
         changes = {name: value for name, value in update.changes.items() if name in LIVE}
+        if "intervention_timeout_s" in update.changes:
+            self._loop.takeover.timeout_s = update.changes["intervention_timeout_s"]
         if changes:
             self._loop.configure(**changes)  # ValueError: refused, nothing changes
             self.get_logger().info(f"live settings: {changes} (from the next step)")
@@ -134,6 +158,18 @@ class SelectorNode(Node):
     def _on_episode(self, msg: EpisodeStatus) -> None:
         if msg.event == EpisodeStatus.EVENT_STARTED:
             self._loop.new_episode()
+
+    def _on_intervention(self, msg: Intervention) -> None:
+        was = self._loop.takeover.active(now_s(self))
+        action = np.asarray(msg.action, np.float64)
+        if not self._loop.on_intervention(bool(msg.take_over), action, msg.source, now_s(self)):
+            self.get_logger().warn(f"ignoring an intervention: {self._loop.last_detail}",
+                                   throttle_duration_sec=2)
+            self._publish_diagnostics()
+            return
+        if bool(was) != bool(msg.take_over):
+            verb = "takes over" if msg.take_over else "releases"
+            self.get_logger().info(f"intervention: {msg.source or 'unknown'} {verb}")
 
     def _reject_foreign(self, exc: MessageError) -> None:
         """A message from an unexpected publisher: counted, no decision (vgps_ros.trust)."""
@@ -173,7 +209,7 @@ class SelectorNode(Node):
     def _publish_diagnostics(self) -> None:
         loop = self._loop
         mode = loop.mode
-        level = OK if mode in ("nominal", "waiting") else WARN
+        level = OK if mode in ("nominal", "waiting", "intervention") else WARN
         message = f"{mode}: {loop.last_detail}"
         alarm = self._trust.alarm()
         if alarm:

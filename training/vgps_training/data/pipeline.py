@@ -5,7 +5,8 @@ Per dataset: read this host's shard (``rlds``) -> standardise (``standardize``) 
 normalise actions with the dataset's bounds (``bounds``) -> repeat (training) -> flatten into
 transitions. Then: weighted mixture of the datasets (``sample_from_datasets``) -> shuffle ->
 decode + resize both images -> augment (training; the same draw for observation and next
-observation) -> batch (drop remainder) -> prefetch. Shuffling happens *before* decoding so the
+observation) -> batch (drop remainder) -> prefetch. ``DataConfig.subset`` picks training or
+held-out validation episodes per dataset (``holdout``). Shuffling happens *before* decoding so the
 buffer holds JPEG bytes, not pixels (~30x less memory at 256x256; the sample order is the same as
 shuffling decoded frames). Next observation of the last step is the last observation itself.
 
@@ -51,12 +52,13 @@ import tensorflow_datasets as tfds
 
 from vgps_critic.config import ACTION_CLIP, NAMED_BOUNDS
 from vgps_training.data import bounds as bounds_lib
-from vgps_training.data import rlds, standardize
+from vgps_training.data import holdout, rlds, standardize
 from vgps_training.data.augment import RESIZE_METHODS, AugmentConfig, augment_images
 from vgps_training.data.augment import decode_and_resize as _decode_and_resize
 from vgps_training.data.labels import LabelConfig, label_trajectory
 
 BoundsSpec = str | tuple[tuple[float, ...], tuple[float, ...]] | None
+SUBSETS = ("all", "train", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +94,11 @@ class DataConfig:
 
     datasets: tuple[DatasetSpec, ...]
     split: str = "train"  # TFDS split expression, divided among JAX processes
+    # Which episodes (``holdout``): "all" of split; "train": split minus the held-out episodes;
+    # "validation": the dataset's val_split where it has one, else the held-out episodes.
+    subset: Literal["all", "train", "validation"] = "all"
+    val_split: str = "val"  # a dataset's own validation split, used where it exists ("": never)
+    val_fraction: float = 0.1  # else: fraction of split's episodes held out by id hash
     train: bool = True  # training: repeat forever, shuffle, augment; else one pass, plain
     image_size: tuple[int, int] = (256, 256)  # (H, W) of the output images (paper: 256)
     resize_method: str = "lanczos3"  # tf.image.resize method (Octo uses lanczos3)
@@ -135,6 +142,10 @@ class DataConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or (v < 1 and v != tf.data.AUTOTUNE):
                 raise ValueError(f"DataConfig.{name}={v!r}: must be >= 1 or -1 (AUTOTUNE)")
+        if self.subset not in SUBSETS:
+            raise ValueError(f"DataConfig.subset={self.subset!r}: choose from {SUBSETS}")
+        if not isinstance(self.val_fraction, float | int) or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"DataConfig.val_fraction={self.val_fraction!r}: must be in [0, 1)")
         rlds.resolve_process(self.process_index if self.process_index is not None else 0,
                              self.process_count if self.process_count is not None else 1)
 
@@ -148,6 +159,8 @@ class DataPipeline:
     weights: tuple[float, ...]  # normalised sampling probabilities
     stats: dict[str, bounds_lib.DatasetStats]  # per entry of names
     bounds: dict[str, bounds_lib.Bounds]  # per entry of names: (low, high) used for "action"
+    # per entry of names, unless subset is "all": where its validation episodes come from
+    heldout: dict[str, holdout.HoldoutPlan] = dataclasses.field(default_factory=dict)
 
     def as_numpy(self) -> Iterator[dict[str, np.ndarray]]:
         """Batches as dicts of numpy arrays (``instruction`` as a bytes object array)."""
@@ -173,26 +186,41 @@ def resolve_bounds(spec: DatasetSpec, stats: bounds_lib.DatasetStats,
 
 
 def make_trajectory_dataset(spec: DatasetSpec, config: DataConfig, index: int = 0,
-                            builder: Any = None) -> tuple[tf.data.Dataset, str]:
+                            builder: Any = None, plan: holdout.HoldoutPlan | None = None
+                            ) -> tuple[tf.data.Dataset, str]:
     """This host's standardised, labelled trajectories of one dataset (no normalisation).
 
     Args:
         spec: the dataset.
-        config: pipeline settings (split, hosts, labels, seed, skip_unlabeled, train).
+        config: pipeline settings (split, subset, hosts, labels, seed, skip_unlabeled, train).
         index: the dataset's position in the mixture (varies its seeds).
         builder: the dataset's opened builder (None: opened from ``spec.path``).
+        plan: its held-out plan (``holdout.plan_holdout``); needed unless subset is "all".
 
     Returns:
         ``(trajectories, name)``: standard trajectories (``standardize``) with ``reward``,
-        ``done``, ``mask``, ``mc_return`` (``labels``); and the dataset's standardiser name.
+        ``done``, ``mask``, ``mc_return`` (``labels``); and the dataset's name.
     """
     builder = builder or rlds.open_builder(spec.path)
     name = spec.name or builder.info.name
-    standardizer = standardize.get_standardizer(name, **dict(spec.standardize_kwargs))
+    standardizer = standardize.get_standardizer(
+        standardize.standardizer_name(builder, spec.name), **dict(spec.standardize_kwargs))
+    split, keep = config.split, None
+    if config.subset != "all":
+        if plan is None:
+            raise ValueError(f"dataset {name!r}: subset={config.subset!r} needs its held-out plan")
+        if plan.source == "split":
+            split = plan.train_split if config.subset == "train" else plan.val_split
+        else:
+            keep = config.subset == "validation"  # held-out episodes are the validation ones
     ds = rlds.read_trajectories(
-        builder, config.split, process_index=config.process_index,
+        builder, split, process_index=config.process_index,
         process_count=config.process_count, shuffle_files=config.train,
         seed=_seed(config, index, 1), num_parallel_reads=config.num_parallel_calls)
+    if keep is not None:
+        fraction = plan.fraction  # type: ignore[union-attr]
+        ds = ds.filter(lambda t: tf.equal(
+            holdout.held_out_tf(holdout.episode_key(t), fraction), keep))
     ds = ds.map(standardizer, num_parallel_calls=config.num_parallel_calls)
     ds = ds.filter(lambda t: tf.shape(t["action"])[0] > 0)
     if config.skip_unlabeled:
@@ -253,12 +281,19 @@ def make_dataset(config: DataConfig) -> DataPipeline:
     """
     names, per_dataset, stats, bounds, sizes = [], [], {}, {}, []
     builders = [rlds.open_builder(spec.path) for spec in config.datasets]
-    trajs = [make_trajectory_dataset(spec, config, i, builder)
-             for i, (spec, builder) in enumerate(zip(config.datasets, builders))]
+    plans = [None if config.subset == "all" else holdout.plan_holdout(
+        b, config.split, config.val_split, float(config.val_fraction), config.cache_dir)
+        for b in builders]
+    trajs = [make_trajectory_dataset(spec, config, i, builder, plan)
+             for i, (spec, builder, plan) in enumerate(zip(config.datasets, builders, plans))]
+    plan_by_name = {}
     for i, (spec, builder, (ds, name)) in enumerate(zip(config.datasets, builders, trajs)):
         key = name if name not in stats else f"{name}#{i}"  # e.g. two vgps_sim collections
-        stats[key] = bounds_lib.dataset_stats(builder, config.split, spec.standardize_kwargs,
-                                              config.cache_dir, name=name)
+        stats[key] = bounds_lib.dataset_stats(
+            builder, config.split, spec.standardize_kwargs, config.cache_dir,
+            name=standardize.standardizer_name(builder, spec.name))
+        if plans[i] is not None:
+            plan_by_name[key] = plans[i]
         bounds[key] = resolve_bounds(spec, stats[key], config.bounds_method)
         names.append(key)
         sizes.append(stats[key].num_transitions)
@@ -279,6 +314,8 @@ def make_dataset(config: DataConfig) -> DataPipeline:
     weights = np.array([spec.weight for spec in config.datasets], np.float64)
     if config.balance_weights:
         weights = weights * np.asarray(sizes, np.float64)
+    if config.subset != "all":
+        _check_sides(config, names, weights, plan_by_name)
     weights = weights / weights.sum()
     if len(per_dataset) == 1:
         ds = per_dataset[0]
@@ -299,4 +336,18 @@ def make_dataset(config: DataConfig) -> DataPipeline:
     options.deterministic = True
     ds = ds.with_options(options)
     return DataPipeline(dataset=ds, names=tuple(names), weights=tuple(float(w) for w in weights),
-                        stats=stats, bounds=bounds)
+                        stats=stats, bounds=bounds, heldout=plan_by_name)
+
+
+def _check_sides(config: DataConfig, names: list[str], weights: np.ndarray,
+                 plans: dict[str, holdout.HoldoutPlan]) -> None:
+    """Fail clearly where a sampled dataset has no episodes on the side being read (a repeated
+    empty dataset would never yield a batch)."""
+    side = "train_episodes" if config.subset == "train" else "val_episodes"
+    empty = [n for n, w in zip(names, weights) if w > 0 and getattr(plans[n], side) == 0]
+    if config.subset == "train" and empty:
+        raise ValueError(f"datasets {empty}: no training episodes left after holding out "
+                         f"data.val_fraction={config.val_fraction} (lower it)")
+    if config.subset == "validation" and len(empty) == len(names):
+        raise ValueError(f"no held-out validation episodes in {names} at data.val_fraction="
+                         f"{config.val_fraction}: raise it, or set val_every=0")

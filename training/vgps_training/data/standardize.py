@@ -228,7 +228,49 @@ STANDARDIZERS: Mapping[str, Standardizer] = {
     "bridge_dataset": standardize_bridge,
     "fractal20220817_data": standardize_fractal,
     "vgps_sim": standardize_vgps_sim,
+    # deployment episodes (``vgps dataset build``): vgps_sim's features plus extra step and
+    # episode features (interventions, timestamps, candidates) that training does not read
+    "vgps_deploy": standardize_vgps_sim,
 }
+
+
+def _feature_names(builder: Any) -> set[str]:
+    """Flattened feature paths of a builder, e.g. ``steps/observation/image_0``."""
+    def walk(features: Any, prefix: str) -> set[str]:
+        inner = getattr(features, "feature", features)  # a Dataset wraps its step features
+        if not hasattr(inner, "items"):
+            return {prefix}
+        out: set[str] = set()
+        for key, sub in inner.items():
+            out |= walk(sub, f"{prefix}/{key}" if prefix else key)
+        return out
+
+    return walk(builder.info.features, "")
+
+
+def standardizer_name(builder: Any, requested: str | None = None) -> str:
+    """The ``STANDARDIZERS`` entry for an opened dataset.
+
+    ``requested`` (``DatasetSpec.name``) when given; else the dataset's own name when
+    registered; else ``vgps_sim`` for any dataset in the vgps_sim layout (``image_0``,
+    ``state``, ``action`` steps and an ``episode_metadata/success`` label), so a deployment
+    dataset written under any name is read like ``vgps_deploy``.
+
+    Raises:
+        KeyError: naming the registered datasets when none applies.
+    """
+    if requested:
+        return requested
+    name = builder.info.name
+    if name in STANDARDIZERS:
+        return name
+    needed = {"steps/observation/image_0", "steps/observation/state", "steps/action",
+              "steps/language_instruction", "episode_metadata/success"}
+    if needed <= _feature_names(builder):
+        return "vgps_sim"
+    raise KeyError(f"no standardiser for dataset {name!r} and it lacks the vgps_sim layout "
+                   f"({sorted(needed)}); registered: {sorted(STANDARDIZERS)} (add one to "
+                   "vgps_training.data.standardize.STANDARDIZERS or set DatasetSpec.name)")
 
 
 def get_standardizer(name: str, **options: Any) -> Callable[[Trajectory], Trajectory]:

@@ -1,0 +1,194 @@
+"""Fine-tuning a deployed critic: init-from, compatibility checks, ensemble members, lineage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import vgps_critic
+from vgps_critic.checkpoint import load_checkpoint
+from vgps_critic.config import BRIDGE_BOUNDS
+from vgps_critic.critic import Critic
+from vgps_critic.ensemble import save_ensemble
+from vgps_critic.random_critic import save_random_critic
+from vgps_training import finetune
+from vgps_training.cli import main as train_main
+from vgps_training.config import apply_overrides, preset
+from vgps_training.trainer import build_agent
+
+REPO = Path(__file__).resolve().parents[2]
+BRIDGE_ROOT = REPO.parent / "shared" / "data" / "bridge_debug"
+needs_bridge = pytest.mark.skipif(not (BRIDGE_ROOT / "bridge_dataset" / "1.0.0").is_dir(),
+                                  reason=f"Bridge debug slice not found at {BRIDGE_ROOT}")
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> Path:
+    """A parent critic in the debug preset's architecture (tiny, 32x32, MiniLM), bridge bounds."""
+    path = tmp_path_factory.mktemp("parent") / "critic"
+    save_random_critic(path, preset="tiny", seed=3)
+    return path
+
+
+def _debug_config(tmp_path: Path, deploy: Path, *overrides: str):
+    config = apply_overrides(preset("debug", str(BRIDGE_ROOT)), list(overrides))
+    data = dataclasses.replace(
+        config.data, cache_dir=str(tmp_path / "cache"), val_fraction=0.3,
+        datasets=(*config.data.datasets,
+                  dataclasses.replace(config.data.datasets[0], path=str(deploy))))
+    return dataclasses.replace(config, data=data)
+
+
+@needs_bridge
+def test_step_zero_q_values_equal_the_parents_exactly(parent, deploy_dataset, tmp_path):
+    from vgps_training.data.pipeline import make_dataset
+
+    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}")
+    loaded = finetune.load_parent(config.init_from)
+    config = finetune.resolve_config(config, loaded)
+    assert all(d.action_bounds == BRIDGE_BOUNDS for d in config.data.datasets)
+    agent = build_agent(config)
+    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
+
+    reference = vgps_critic.load(parent)
+    _, parent_params = load_checkpoint(parent)
+    for fresh in (state.params["critic"], agent.deployable_params(state)):
+        leaves = zip(jax.tree_util.tree_leaves(fresh), jax.tree_util.tree_leaves(parent_params))
+        for a, b in leaves:
+            np.testing.assert_array_equal(np.asarray(a), b)
+    continued = Critic(reference.card, agent.deployable_params(state))
+
+    data = make_dataset(dataclasses.replace(config.data, train=False, subset="all"))
+    batch = next(data.as_numpy())
+    instruction = batch["instruction"][0].decode()
+    for i in range(3):
+        want = reference.score(batch["image"][i], instruction, batch["raw_action"])
+        got = continued.score(batch["image"][i], instruction, batch["raw_action"])
+        np.testing.assert_array_equal(got, want)  # same function, same parameters: bitwise
+    # The training side normalises with the parent's bounds: its Q matches the deployed one.
+    embedding = reference.embed(instruction)
+    q_train = agent.critic.apply({"params": agent.deployable_params(state)}, batch["image"],
+                                 np.repeat(embedding[None], len(batch["image"]), 0),
+                                 batch["action"]).min(axis=0)
+    q_deployed = [reference.score(img, instruction, act[None])[0]
+                  for img, act in zip(batch["image"], batch["raw_action"])]
+    np.testing.assert_allclose(np.asarray(q_train), q_deployed, rtol=1e-4, atol=1e-4)
+
+
+@needs_bridge
+def test_finetune_trains_exports_lineage_and_resumes(parent, deploy_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--config", "debug", "--data-dir", str(BRIDGE_ROOT), "--run-dir", str(run),
+            "--no-tensorboard", "--init-from", str(parent),
+            "--dataset", "bridge_dataset/1.0.0:1", "--dataset", f"{deploy_dataset}:1",
+            "--set", "data.val_fraction=0.3", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    assert train_main([*args, "--set", "steps=2"]) == 0, capsys.readouterr().err
+    info = json.loads((run / "run.json").read_text())
+    assert info["parent"]["critic_id"] == vgps_critic.load(parent).critic_id
+    held = info["datasets"]["vgps_deploy"]["held_out"]
+    assert held["source"] == "fraction" and held["fraction"] == 0.3
+    assert held["train_episodes"] + held["val_episodes"] == 12 and held["val_episodes"] > 0
+    assert len(info["datasets"]["vgps_deploy"]["held_out_ids"]) == held["val_episodes"]
+
+    assert train_main([*args, "--set", "steps=3"]) == 0  # resumes from step 2, not the parent
+    rows = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+            if "train/critic_loss" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+
+    assert train_main(["export", str(run), "--out", str(tmp_path / "child")]) == 0
+    child = vgps_critic.load(tmp_path / "child")
+    card = child.card
+    assert (tuple(card.action_space.low), tuple(card.action_space.high)) == BRIDGE_BOUNDS
+    lineage = card.data["lineage"]
+    assert lineage["parent"]["critic_id"] == info["parent"]["critic_id"]
+    assert lineage["parent"]["path"] == str(parent)
+    assert card.training["init_from"] == info["parent"]["critic_id"]
+    by_name = {d["name"]: d for d in lineage["datasets"]}
+    assert set(by_name) == {"bridge_dataset", "vgps_deploy"}
+    assert by_name["vgps_deploy"]["path"] == str(deploy_dataset)
+    assert by_name["vgps_deploy"]["version"] == "1.0.0"
+    assert by_name["vgps_deploy"]["bags"] == [
+        {"path": "/recordings/bag_aa11", "run_id": "aa11", "episodes": 6},
+        {"path": "/recordings/bag_bb22", "run_id": "bb22", "episodes": 6}]
+    assert "bags" not in by_name["bridge_dataset"]
+    assert by_name["bridge_dataset"]["held_out"]["val_episodes"] > 0
+    assert card.data["datasets"]["vgps_deploy"]["held_out"] == held
+    assert "td_loss" in card.training["validation"]
+
+
+def test_mismatches_are_named(parent, tmp_path, capsys):
+    config = apply_overrides(preset("debug", "data"), [f"init_from={json.dumps(str(parent))}"])
+    finetune.check_compatible(config, finetune.load_parent(parent))  # the matching case
+
+    wide = tmp_path / "wide"
+    save_random_critic(wide, preset="sim")  # 64x64, 16 filters
+    with pytest.raises(ValueError, match=r"critic\.image_size=\[32, 32\] in the config but "
+                                         r"\[64, 64\] in the parent"):
+        finetune.check_compatible(config, finetune.load_parent(wide))
+    muse = tmp_path / "muse"
+    save_random_critic(muse, preset="tiny", language_encoder="muse")
+    with pytest.raises(ValueError, match="language_encoder='minilm-l6-v2' in the config but "
+                                         "'muse'"):
+        finetune.check_compatible(config, finetune.load_parent(muse))
+    sim = apply_overrides(preset("sim", "data"), [])
+    with pytest.raises(ValueError, match=r"calql\.discount=0\.98 in the config but .* 0\.9"):
+        finetune.check_compatible(
+            apply_overrides(sim, ["data.labels.discount=0.98", "calql.discount=0.98"]),
+            finetune.load_parent(REPO / "models" / "sim_critic", 0))
+    # through the command line: exit code 2 and the reason, before any data is read
+    code = train_main(["--config", "debug", "--data-dir", str(tmp_path / "none"), "--run-dir",
+                       str(tmp_path / "run"), "--init-from", str(wide), "--no-tensorboard"])
+    assert code == 2 and "critic.image_size" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_finetune_preset_needs_a_parent_and_matches_the_shipped_critic(tmp_path, capsys):
+    config = preset("finetune", "data")
+    assert config.steps < preset("sim", "data").steps
+    assert config.calql.critic_lr < preset("sim", "data").calql.critic_lr
+    assert [d.path for d in config.data.datasets] == [
+        os.path.join("data", "vgps_sim", "1.0.0"), os.path.join("data", "vgps_deploy", "1.0.0")]
+    assert not config.data.balance_weights
+    shipped = finetune.load_parent(REPO / "models" / "sim_critic", member=1)
+    resolved = finetune.resolve_config(config, shipped)  # the shipped critic fits the preset
+    assert all(d.action_bounds == shipped.bounds for d in resolved.data.datasets)
+    code = train_main(["--config", "finetune", "--data-dir", str(tmp_path), "--run-dir",
+                       str(tmp_path / "run"), "--no-tensorboard"])
+    assert code == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_ensemble_members_are_chosen_explicitly(parent, tmp_path):
+    other = tmp_path / "other"
+    save_random_critic(other, preset="tiny", seed=11)
+    ensemble = tmp_path / "ensemble"
+    save_ensemble(ensemble, [parent, other], name="pair")
+    with pytest.raises(ValueError, match="ensemble of 2 critics: choose one with --init-member"):
+        finetune.load_parent(ensemble)
+    with pytest.raises(ValueError, match=r"--init-member 2: .* has members 0\.\.1"):
+        finetune.load_parent(ensemble, 2)
+    with pytest.raises(ValueError, match="is a single critic"):
+        finetune.load_parent(parent, 0)
+    by_index = finetune.load_parent(ensemble, 1)
+    by_path = finetune.load_parent(ensemble / "members" / "1")
+    assert by_index.member == by_path.member == 1
+    assert by_index.critic_id == by_path.critic_id == vgps_critic.load(other).critic_id
+    assert by_index.critic_id != finetune.load_parent(ensemble, 0).critic_id
+
+    config = apply_overrides(preset("debug", "data"),
+                             [f"init_from={json.dumps(str(ensemble))}", "init_member=1"])
+    agent = build_agent(config)
+    state = finetune.initial_state(agent.init(jax.random.key(0)), by_index)
+    _, want = load_checkpoint(other)
+    got = agent.deployable_params(state)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    with pytest.raises(ValueError, match="init_member=1: needs init_from"):
+        apply_overrides(preset("debug", "data"), ["init_member=1"])
