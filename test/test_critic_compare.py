@@ -105,8 +105,9 @@ def test_sim_condition_summary_counts():
 
 
 # -- the decision ------------------------------------------------------------------------------
-def _cond(task, diff, lo):
-    return {"task": task, "k": 10, "difference": diff, "difference_ci95": [lo, 0.5]}
+def _cond(task, diff, lo, episodes=400):
+    return {"task": task, "k": 10, "difference": diff, "difference_ci95": [lo, 0.5],
+            "episodes": episodes}
 
 
 def test_decide_rules():
@@ -121,9 +122,15 @@ def test_decide_rules():
     offline = {"auc": {"available": True, "difference": -0.05, "difference_ci95": [-0.3, 0.2]},
                "interventions": unavailable}
     # with the simulation the offline point difference is tested, alone its lower bound
-    assert not decide([_cond("a", 0.0, 0.0)], offline).promote
+    assert not decide([_cond("a", 0.0, 0.0)], offline, margin=0.01).promote
     assert decide([_cond("a", 0.0, 0.0)], offline, margin=0.1).promote
     assert not decide(None, offline, margin=0.1).promote
+    # the rule of three: 40 pairs that all agree cannot show a difference above -0.05
+    few = decide([_cond("a", 0.0, 0.0, episodes=40)], None)
+    assert not few.promote and "40 pairs are too few" in few.reason and "need >= 60" in few.reason
+    assert decide([_cond("a", 0.0, 0.0, episodes=60)], None).promote
+    assert not decide([_cond("a", 0.0, 0.0, episodes=10**6)], None, margin=0.0).promote
+    assert decide([_cond("a", 0.5, 0.1, episodes=10)], None, margin=0.0).promote  # shown better
     nothing = decide(None, {"auc": unavailable, "interventions": unavailable})
     assert not nothing.promote and "no evidence" in nothing.reason and len(nothing.notes) == 2
 
@@ -240,8 +247,9 @@ def test_identical_critic_is_promoted_with_files_moved(tmp_path):
     shutil.copytree(SHIPPED, new)
     (new / "marker.txt").write_text("candidate\n")  # tells the copies apart; not a checkpoint file
     old_id = vgps_critic.load(old).critic_id
+    # 4 pairs show at best a difference above -3/4 (the rule of three), hence the margin
     result = compare(CompareConfig(new=new, old=old, sim_tasks=(TASK,), episodes=4, ks=(4,),
-                                   image_size=64, promote=True), progress=False)
+                                   image_size=64, margin=0.75, promote=True), progress=False)
     (cond,) = result["sim"]["conditions"]
     assert cond["pairs"]["new_only"] == cond["pairs"]["old_only"] == 0
     assert cond["difference_ci95"] == [0.0, 0.0]

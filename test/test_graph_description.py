@@ -11,6 +11,7 @@ import yaml
 
 from vgps.cli.up import parse_launch_arguments, parse_sets
 from vgps.graph.description import (
+    CORRECTOR,
     LAUNCH_ARGUMENTS,
     NODES,
     OVERLAY,
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_parameter_file_is_keyed_by_node_name():
     config = load_config(ROOT / "config" / "steer_widowx.yaml")
-    assert set(config) == {node.name for node in NODES} | {OVERLAY.name}
+    assert set(config) == {node.name for node in NODES} | {OVERLAY.name, CORRECTOR.name}
     assert isinstance(config["selector_node"]["beta"], float)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from vgps_training.agents import losses
@@ -133,3 +134,19 @@ def test_paper_config_calql_step_with_a_tiny_batch():
     moved = jax.tree_util.tree_map(lambda a, c: float(jnp.abs(a - c).max()),
                                    new_state.params["critic"], state.params["critic"])
     assert max(jax.tree_util.tree_leaves(moved)) > 0
+
+
+def test_a_delayed_optimizer_holds_the_parameters_then_warms_up():
+    from vgps_training.agents.common import optimizer
+
+    opt = optimizer(0.1, warmup=2, delay=3)
+    params = {"w": jnp.ones(3)}
+    state = opt.init(params)
+    grads = {"w": jnp.ones(3)}
+    seen = []
+    for _ in range(6):
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        seen.append(float(params["w"][0]))
+    assert seen[:4] == [1.0, 1.0, 1.0, 1.0]  # 3 delayed steps, then warm-up from lr 0
+    assert seen[4] < 1.0 and seen[5] < seen[4]  # it moves once the warm-up starts

@@ -17,12 +17,15 @@ Presets (``preset(name, data_dir)``):
     finetune  continues a deployed sim critic (``--init-from CRITIC``, required) on an equal
             mixture of its previous data (``vgps_sim``) and the deployment dataset
             (``vgps_deploy``): the sim preset's model and Cal-QL settings (the parent's discount
-            and reward horizon must be kept), 2,000 steps, critic learning rate 1e-4 (a third of
-            the sim preset's: the parent is a good solution and large steps on a small new
-            dataset would forget the old one), a 200-step warm-up (Adam's first steps on fresh
-            moments are large) and ``balance_weights=False`` so the few deployment episodes are
-            not drowned by the size of the old data. Every dataset's action bounds come from the
-            parent's card. Replace the datasets with ``--dataset PATH[:WEIGHT]``.
+            and reward horizon must be kept), 2,500 steps: the first 500 train only the actor and
+            temperature (the critic's learning rate is 0: the deployed critic comes without its
+            actor, and a fresh actor's actions would make the first TD targets garbage), then the
+            critic at learning rate 1e-4 (a third of the sim preset's: the parent is a good
+            solution and large steps on a small new dataset would forget the old one), 200-step
+            warm-ups (Adam's first steps on fresh moments are large) and ``balance_weights=False``
+            so the few deployment episodes are not drowned by the size of the old data. Every
+            dataset's action bounds come from the parent's card. Replace the datasets with
+            ``--dataset PATH[:WEIGHT]``.
     debug   a tiny critic on the Bridge slice for tests: 32x32, batch 8, a handful of steps
 
 Validation runs on held-out episodes (``data.val_split`` where a dataset has it, else
@@ -145,10 +148,11 @@ def preset(name: str, data_dir: str) -> TrainConfig:
         specs = (_dataset(data_dir, "vgps_sim", "1.0.0", weight=1.0),
                  _dataset(data_dir, "vgps_deploy", "1.0.0", weight=1.0))
         return dataclasses.replace(
-            base, name="finetune", steps=2_000, val_every=500, save_every=500,
+            base, name="finetune", steps=2_500, val_every=500, save_every=500,
             data=dataclasses.replace(base.data, datasets=specs, balance_weights=False),
-            calql=dataclasses.replace(base.calql, critic_lr=1e-4, actor_lr=1e-4,
-                                      temperature_lr=1e-4, warmup_steps=200),
+            calql=dataclasses.replace(base.calql, critic_lr=1e-4, actor_lr=3e-4,
+                                      temperature_lr=3e-4, warmup_steps=200,
+                                      critic_delay_steps=500),
             iql=dataclasses.replace(base.iql, critic_lr=1e-4, value_lr=1e-4, warmup_steps=200))
     if name == "debug":
         critic = PRESETS["tiny"]

@@ -205,7 +205,7 @@ def write_deploy_dataset(store: str | os.PathLike, data_dir: str | os.PathLike,
             split_datasets={"train": examples()}, data_dir=os.fspath(tmp),
             description="Deployment episodes of vgps (recorded bags) with outcomes, "
                         "interventions and selection details.",
-            disable_shuffling=True)
+            disable_shuffling=False)  # the training reader interleaves files
         written = tmp / name / version
         bags = [{"path": b.get("path", ""), "run_id": b.get("run_id", run_id),
                  "episodes": list(b.get("episodes", []))}

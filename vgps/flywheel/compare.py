@@ -17,7 +17,9 @@ Decision (:func:`decide`), a non-inferiority rule with margin ``m`` (default 0.0
   ``m = 0`` the new critic must be shown not worse with 95 % confidence in each condition,
   which a paired interval clears only when the new critic wins at least as many paired
   episodes as it loses by a clear count; the default 0.05 asks for "not worse by more than 5
-  points of success rate, with 95 % confidence";
+  points of success rate, with 95 % confidence"; and, unless that bound is above 0, at least
+  ``3 / m`` pairs (:func:`min_pairs`, the rule of three): pairs that never disagree give the
+  bootstrap interval [0, 0] however few they are, yet bound the disagreement only by 3 / n;
 * offline, when the bags give the measure: the AUC difference and the intervention-agreement
   difference must not be below ``-m`` - as point estimates when the simulation is also run,
   and as the lower bounds of their 95 % intervals when the bags are the only evidence;
@@ -132,8 +134,14 @@ def _check(name: str, difference: float, low: float | None, tested: str, margin:
     return Check(name, difference, low, tested, bool(passed))
 
 
+def min_pairs(margin: float) -> float:
+    """The fewest paired episodes per condition that can show new - old >= -margin: 3 / margin
+    (the rule of three; every episode when the margin is 0)."""
+    return math.inf if margin <= 0 else math.ceil(3.0 / margin - 1e-9)
+
+
 def decide(sim: Sequence[dict[str, Any]] | None, offline: dict[str, Any] | None,
-           margin: float = 0.0) -> Decision:
+           margin: float = 0.05) -> Decision:
     """The promotion rule (see the module docstring).
 
     Args:
@@ -146,10 +154,20 @@ def decide(sim: Sequence[dict[str, Any]] | None, offline: dict[str, Any] | None,
     """
     checks: list[Check] = []
     notes: list[str] = []
+    few: dict[str, str] = {}  # checks refused for too few pairs -> why
     for cond in sim or ():
         lo = cond["difference_ci95"][0]
-        checks.append(_check(f"sim {cond['task']} K={cond['k']}", cond["difference"], lo,
-                             "low", margin))
+        check = _check(f"sim {cond['task']} K={cond['k']}", cond["difference"], lo, "low",
+                       margin)
+        # Rule of three: n pairs that never disagree bound the rate of disagreement only by
+        # 3 / n (95 %), which the bootstrap's [0, 0] hides; fewer pairs cannot show -margin.
+        # A lower bound above 0 (shown better) rests on the pairs that disagree instead.
+        if lo <= 0.0 and cond["episodes"] < min_pairs(margin):
+            check = dataclasses.replace(check, passed=False)
+            few[check.name] = (f"{check.name}: {cond['episodes']} pairs are too few to show a "
+                               f"difference above {-margin:+.3f} (need >= "
+                               f"{min_pairs(margin):g})")
+        checks.append(check)
     if offline is not None:
         tested = "difference" if sim else "low"
         for key, label in (("auc", "offline AUC"), ("interventions",
@@ -166,10 +184,12 @@ def decide(sim: Sequence[dict[str, Any]] | None, offline: dict[str, Any] | None,
         return Decision(False, why, (), tuple(notes))
     failed = [c for c in checks if not c.passed]
     if failed:
-        parts = [f"{c.name}: {'lower bound' if c.tested == 'low' else 'difference'} "
+        parts = [few.get(c.name) or
+                 f"{c.name}: {'lower bound' if c.tested == 'low' else 'difference'} "
                  f"{(c.low if c.tested == 'low' else c.difference):+.3f} < {-margin:+.3f}"
                  for c in failed]
-        return Decision(False, "refused, the new critic may be worse: " + "; ".join(parts),
+        return Decision(False, "refused, the new critic may be worse (or too few episodes "
+                               "to tell): " + "; ".join(parts),
                         tuple(checks), tuple(notes))
     return Decision(True, f"not worse in all {len(checks)} checks (margin {margin:g}, "
                           f"{LEVEL:.0%} intervals)", tuple(checks), tuple(notes))

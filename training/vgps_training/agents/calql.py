@@ -43,6 +43,10 @@ class CalQLConfig:
     actor_lr: float = 1e-4
     temperature_lr: float = 3e-4
     warmup_steps: int = 2000  # linear learning-rate warm-up
+    # The critic holds still this many steps first, while the actor (and temperature) learn to
+    # maximise it: a critic continued from a deployed one (--init-from) comes without its actor,
+    # and a fresh actor's actions would make the first TD targets and regulariser garbage.
+    critic_delay_steps: int = 0
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
     init_temperature: float = 1.0
@@ -62,6 +66,7 @@ class CalQLConfig:
             "actor_lr": self.actor_lr > 0.0,
             "temperature_lr": self.temperature_lr > 0.0,
             "warmup_steps": self.warmup_steps >= 0,
+            "critic_delay_steps": self.critic_delay_steps >= 0,
             "target_update_rate": 0.0 < self.target_update_rate <= 1.0,
             "init_temperature": self.init_temperature > 0.0,
         }
@@ -81,7 +86,7 @@ class CalQLAgent:
         self.actor = TanhGaussianActor(critic_config.action_dim, self.config.actor_hidden)
         cfg = self.config
         self.optimizers = {
-            "critic": optimizer(cfg.critic_lr, cfg.warmup_steps),
+            "critic": optimizer(cfg.critic_lr, cfg.warmup_steps, cfg.critic_delay_steps),
             "actor": optimizer(cfg.actor_lr, cfg.warmup_steps),
             "log_alpha": optimizer(cfg.temperature_lr, cfg.warmup_steps),
         }

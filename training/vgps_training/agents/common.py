@@ -27,9 +27,12 @@ class TrainState:
     opt_state: dict
 
 
-def optimizer(lr: float, warmup: int) -> optax.GradientTransformation:
-    """Adam with a linear learning-rate warm-up over ``warmup`` steps (none when 0)."""
-    schedule = optax.linear_schedule(0.0, lr, warmup) if warmup else lr
+def optimizer(lr: float, warmup: int, delay: int = 0) -> optax.GradientTransformation:
+    """Adam with a linear learning-rate warm-up over ``warmup`` steps (none when 0), after
+    ``delay`` steps at learning rate 0 (the parameters do not move; Adam's moments do)."""
+    schedule = optax.linear_schedule(0.0, lr, warmup) if warmup else optax.constant_schedule(lr)
+    if delay:
+        schedule = optax.join_schedules([optax.constant_schedule(0.0), schedule], [delay])
     return optax.adam(schedule)
 
 

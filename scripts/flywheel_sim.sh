@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The experience flywheel in simulation: the critic learns from the robot's own steered runs,
+# the policy is never touched. Every stage resumes where it stopped.
+#
+#   scripts/flywheel_sim.sh [WORK_DIR]      (default: out/flywheel)
+#
+# 0. the previous data: EPISODES_BASE episodes per task of the simulation policy alone
+#    (`vgps collect`), written as the RLDS dataset vgps_sim - a sample of what the deployed
+#    critic was trained on;
+# 1. for round r = 1 .. ROUNDS:
+#    a. deploy the current critic through the live ROS 2 graph (`vgps up`), recording a bag per
+#       task and K, with the scripted corrector taking over when the arm heads into a known
+#       failure (intervention:=sim); the simulator labels each episode's outcome;
+#    b. `vgps dataset build` every bag so far into the deployment dataset vgps_deploy
+#       (incremental: episodes are keyed by run id and never added twice);
+#    c. fine-tune each member of the deployed critic from its own weights (`vgps-train
+#       --config finetune --init-from`) on vgps_sim + vgps_deploy, export, and rebuild the
+#       ensemble;
+#    d. `vgps critic compare NEW DEPLOYED --promote`: both critics on the same fresh seeds
+#       (K = 10 and 50, beta = 0); the new one replaces the deployed one only when it is not worse
+#       with 95 % confidence in every task and K (the old one is kept beside it).
+# The deployed critic starts as a copy of START (default models/sim_critic) in WORK/deployed;
+# models/ is never written here.
+#
+# Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, EPISODES (per task, K and
+# round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
+# EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, TRAIN_ARGS (more vgps-train options, e.g.
+# "--set val_every=0" for a smoke run too small to hold episodes out).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-out/flywheel}
+TASKS=${TASKS:-all}
+ROUNDS=${ROUNDS:-3}
+EPISODES_BASE=${EPISODES_BASE:-100}
+EPISODES=${EPISODES:-50}
+DEPLOY_KS=${DEPLOY_KS:-10 50}
+PERIOD=${PERIOD:-0.05}
+STEPS=${STEPS:-2000}
+EVAL_EPISODES=${EVAL_EPISODES:-200}
+EVAL_KS=${EVAL_KS:-10 50}
+MARGIN=${MARGIN:-0.05}
+SEED=${SEED:-40000}
+START=${START:-models/sim_critic}
+VENV=${VENV:-.venv}
+IMAGE_SIZE=64
+export MUJOCO_GL=${MUJOCO_GL:-egl} TF_CPP_MIN_LOG_LEVEL=2
+export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+mkdir -p "$WORK"
+if [ "$TASKS" = all ]; then
+  TASK_LIST=$("$VENV/bin/python" -c "from vgps_widowx.sim.tasks import TASKS; print(' '.join(TASKS))")
+else
+  TASK_LIST=${TASKS//,/ }
+fi
+members_of() {  # the member directories of an ensemble, or the critic itself
+  if [ -d "$1/members" ]; then ls -d "$1"/members/*/; else echo "$1"; fi
+}
+
+echo "== 0. previous data: $EPISODES_BASE episodes per task of the policy alone -> vgps_sim"
+for task in $TASK_LIST; do
+  if [ ! -f "$WORK/base/$task.done" ]; then
+    rm -rf "$WORK/base/$task"
+    "$VENV/bin/vgps" collect --task "$task" --episodes "$EPISODES_BASE" --policy sim \
+      --image-size "$IMAGE_SIZE" --seed "$SEED" --out "$WORK/base/$task"
+    touch "$WORK/base/$task.done"
+  fi
+done
+if [ ! -f "$WORK/rlds/vgps_sim/1.0.0/dataset_info.json" ]; then
+  rm -rf "$WORK/rlds/vgps_sim"
+  "$VENV/bin/vgps-train" sim-dataset "$WORK/base" --data-dir "$WORK/rlds"
+fi
+if [ ! -d "$WORK/deployed" ]; then
+  cp -r "$START" "$WORK/deployed.tmp" && mv "$WORK/deployed.tmp" "$WORK/deployed"
+fi
+
+for ((r = 1; r <= ROUNDS; r++)); do
+  R="$WORK/round$r"
+  mkdir -p "$R/bags" "$R/up" "$R/done"
+  echo "== 1a. round $r: deploy the current critic on the live graph, recording (interventions on)"
+  i=0
+  for task in $TASK_LIST; do
+    for K in $DEPLOY_KS; do
+      i=$((i + 1))
+      bag="$R/bags/${task}_k$K"
+      if [ ! -f "$R/done/${task}_k$K" ]; then
+        rm -rf "$bag" "$R/up/${task}_k$K"
+        mkdir -p "$R/up/${task}_k$K"
+        "$VENV/bin/vgps" up "critic:=$WORK/deployed" "task:=$task" "k:=$K" intervention:=sim \
+          --episodes "$EPISODES" --record "$bag" --out "$R/up/${task}_k$K" --quiet \
+          --set "arm_driver.control_period_s=$PERIOD" --set "arm_driver.image_size=$IMAGE_SIZE" \
+          --set "arm_driver.seed=$((SEED + 1000 * r + 100 * i + K))"
+        touch "$R/done/${task}_k$K"
+      fi
+    done
+  done
+
+  echo "== 1b. round $r: every bag so far -> vgps_deploy (incremental)"
+  "$VENV/bin/vgps" dataset build "$WORK"/round*/bags/* --out "$WORK/rlds" --name vgps_deploy
+
+  echo "== 1c. round $r: fine-tune each member of the deployed critic ($STEPS steps)"
+  if [ ! -f "$R/critic/card.json" ]; then
+    exported=()
+    m=0
+    for member in $(members_of "$WORK/deployed"); do
+      run="$R/run_m$m"
+      "$VENV/bin/vgps-train" --config finetune --data-dir "$WORK/rlds" --run-dir "$run" \
+        --init-from "$member" --dataset vgps_sim/1.0.0:1 --dataset vgps_deploy/1.0.0:1 \
+        --set steps="$STEPS" --set seed="$((SEED + 10 * r + m))" ${TRAIN_ARGS:-}
+      "$VENV/bin/vgps-train" export "$run" --out "$R/member$m" --name "sim-critic-r$r-m$m" --force
+      exported+=("$R/member$m")
+      m=$((m + 1))
+    done
+    if ((${#exported[@]} > 1)); then
+      "$VENV/bin/vgps" critic ensemble "${exported[@]}" --out "$R/critic" --name sim-critic \
+        --head-reduction mean --force
+    else
+      cp -r "${exported[0]}" "$R/critic"
+    fi
+  fi
+
+  echo "== 1d. round $r: compare with the deployed critic on fresh seeds; promote if not worse"
+  if [ ! -f "$R/compare/report.json" ]; then
+    ks=()
+    for K in $EVAL_KS; do ks+=(--k "$K"); done
+    set +e
+    "$VENV/bin/vgps" critic compare "$R/critic" "$WORK/deployed" --sim-eval "$TASKS" \
+      --episodes "$EVAL_EPISODES" "${ks[@]}" --seed "$((SEED + 500000 + r))" \
+      --image-size "$IMAGE_SIZE" --margin "$MARGIN" --promote --report "$R/compare" --quiet
+    code=$?
+    set -e
+    if ((code > 1)); then exit "$code"; fi
+  fi
+done
+echo "deployed critic after $ROUNDS rounds: $WORK/deployed (reports: $WORK/round*/compare)"
