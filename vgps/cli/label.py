@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import webbrowser
 from pathlib import Path
@@ -43,6 +44,16 @@ def has_display() -> bool:
     """Whether a browser window can be shown here."""
     return (sys.platform in ("darwin", "win32")
             or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")))
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the server, even when this process inherited SIGINT ignored (a
+    background job of a non-interactive shell: Python then installs no handler of its own)."""
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _size(path: Path) -> int:
@@ -78,6 +89,7 @@ def _label(args: argparse.Namespace) -> int:
     print("labels are saved beside the bags as BAG.labels.json; Ctrl-C to stop", flush=True)
     if args.open or (args.open is None and has_display()):
         webbrowser.open(url)
+    _stop_on_signals()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
