@@ -129,6 +129,8 @@ def test_decide_rules():
     few = decide([_cond("a", 0.0, 0.0, episodes=40)], None)
     assert not few.promote and "40 pairs are too few" in few.reason and "need >= 60" in few.reason
     assert decide([_cond("a", 0.0, 0.0, episodes=60)], None).promote
+    worse = decide([_cond("a", -0.3, -0.4, episodes=40)], None)  # the bound is the reason
+    assert worse.reason.endswith("sim a K=10: lower bound -0.400 < -0.050")
     assert not decide([_cond("a", 0.0, 0.0, episodes=10**6)], None, margin=0.0).promote
     assert decide([_cond("a", 0.5, 0.1, episodes=10)], None, margin=0.0).promote  # shown better
     nothing = decide(None, {"auc": unavailable, "interventions": unavailable})

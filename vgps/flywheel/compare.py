@@ -162,7 +162,7 @@ def decide(sim: Sequence[dict[str, Any]] | None, offline: dict[str, Any] | None,
         # Rule of three: n pairs that never disagree bound the rate of disagreement only by
         # 3 / n (95 %), which the bootstrap's [0, 0] hides; fewer pairs cannot show -margin.
         # A lower bound above 0 (shown better) rests on the pairs that disagree instead.
-        if lo <= 0.0 and cond["episodes"] < min_pairs(margin):
+        if check.passed and lo <= 0.0 and cond["episodes"] < min_pairs(margin):
             check = dataclasses.replace(check, passed=False)
             few[check.name] = (f"{check.name}: {cond['episodes']} pairs are too few to show a "
                                f"difference above {-margin:+.3f} (need >= "
