@@ -158,12 +158,17 @@ def stand():
         yield side
     finally:
         side.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGINT, then SIGKILL after 10 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _try(decide) -> SelectedAction:
@@ -361,9 +366,4 @@ def test_the_sim_corrector_node_takes_over_a_held_object_until_it_is_placed(tmp_
     finally:
         env.close()
         stand.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)

@@ -52,6 +52,7 @@ from vgps.monitoring.tracker import MAX_RECORDS, StepRecord, StepTracker
 from vgps_interfaces.msg import ActionCandidates, EpisodeStatus, ScoredCandidates, SelectedAction
 from vgps_ros import qos
 from vgps_ros.conversions import image_from_msg, stamp_to_ns
+from vgps_ros.trust import gid_bytes
 
 MAX_FRAMES = 5000  # camera frames kept for the video of episode 0
 ARM_DRIVER = "arm_driver"  # the graph's node whose episode events count
@@ -138,7 +139,7 @@ class GraphMonitor:
     def _on_episode_with_info(self, msg: EpisodeStatus, message_info: Any) -> None:
         """An episode event with rclpy's message info: counts only from ``episode_publisher``."""
         with self._guard("episode"):
-            gid = _gid(message_info.get("publisher_gid") if isinstance(message_info, dict)
+            gid = gid_bytes(message_info.get("publisher_gid") if isinstance(message_info, dict)
                        else None)
             if gid is None:  # this rmw does not say who published: nothing to check against
                 self._warn("unidentified_episode_events",
@@ -206,7 +207,7 @@ class GraphMonitor:
             if len(self._publishers) > MAX_PUBLISHERS:
                 self._publishers.clear()
             for info in self.node.get_publishers_info_by_topic(qos.EPISODE):
-                key = _gid(info.endpoint_gid)
+                key = gid_bytes(info.endpoint_gid)
                 if key is not None and info.node_name and info.node_name != UNKNOWN_NODE:
                     self._publishers[key] = info.node_name
             if self._publishers.get(gid):
@@ -264,20 +265,6 @@ class GraphMonitor:
             n = self.anomalies[kind]
         if n == 10 ** (len(str(n)) - 1):
             self._say(f"warning: {text} ({kind}: {n} so far)")
-
-
-def _gid(value: Any) -> bytes | None:
-    """A publisher GID as bytes: rclpy's message info ``{"data": bytes, ...}`` or an endpoint
-    info's list of ints (None: absent or unreadable)."""
-    if isinstance(value, dict):
-        value = value.get("data")
-    if value is None:
-        return None
-    try:
-        gid = bytes(value)
-    except (TypeError, ValueError):
-        return None
-    return gid or None
 
 
 def _clean(text: Any, limit: int = MAX_TEXT) -> str:
