@@ -154,3 +154,25 @@ def test_bad_stores_are_refused(tmp_path, capsys):
     store = _store(tmp_path, {"r1/0000": bad})
     with pytest.raises(ValueError, match="reasons"):
         write_deploy_dataset(store, tmp_path)
+
+
+def test_the_training_pipeline_labels_take_overs_as_failures(tmp_path):
+    from vgps_training.data.labels import LabelConfig
+    from vgps_training.data.pipeline import DataConfig, DatasetSpec, make_trajectory_dataset
+
+    rng = np.random.default_rng(4)
+    ep = _episode(rng, "r1/0000", 6, True)
+    ep["interventions"] = np.array([False, False, True, True, False, False])
+    ep["reasons"] = np.where(ep["interventions"], "intervention", "argmax")
+    path = write_deploy_dataset(_store(tmp_path, {"r1/0000": ep}), tmp_path)
+    labels = LabelConfig(discount=0.9, success_horizon=1, failure_return="infinite_horizon")
+    config = DataConfig(datasets=(DatasetSpec(path=str(path)),), image_size=(16, 16), batch_size=2,
+                        subset="all", labels=labels)
+    ds, _ = make_trajectory_dataset(config.datasets[0], config)
+    traj = next(iter(ds.as_numpy_iterator()))
+    assert traj["is_intervention"].tolist() == ep["interventions"].tolist()
+    # step 1 hands over to the corrector: steps 0-1 get -1/(1-0.9); the rest keep the success
+    # (0.9: -1 - 0.9 * 10 = -10; the corrected part: -1 - 0.9 * 1.9, -1 - 0.9, -1, 0)
+    np.testing.assert_allclose(traj["mc_return"], [-10, -10, -2.71, -1.9, -1.0, 0.0], rtol=1e-5)
+    np.testing.assert_allclose(traj["reward"], [-1, -10, -1, -1, -1, 0], rtol=1e-6)
+    assert traj["outcome"].tolist() == [False, False, True, True, True, True]

@@ -46,7 +46,9 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None,
         name=name or f"{config.name}-{config.agent}-{step}",
         reward={"scheme": f"last {config.data.labels.success_horizon} steps of successful "
                           "episodes 0, else -1",
-                "discount": config.agent_config.discount},
+                "discount": config.agent_config.discount,
+                "failure_return": config.data.labels.failure_return,
+                "takeover": config.data.labels.takeover},
         data={"datasets": {k: {"weight": v["weight"], **_summary(v["stats"]),
                                **({"held_out": v["held_out"]} if "held_out" in v else {})}
                            for k, v in info["datasets"].items()},

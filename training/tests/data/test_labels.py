@@ -108,3 +108,61 @@ def test_sim_preset_rewards_only_the_step_that_reaches_the_goal() -> None:
                                [-(1 + g + g**2 + g**3), -(1 + g + g**2), -(1 + g), -1.0, 0.0],
                                rtol=1e-6)
     assert preset("paper", "data").data.labels.success_horizon == 3
+
+
+# A corrected success, T = 8, gamma = 0.98, reward 0 only on the goal step (H = 1): the policy
+# acts at 0-2, the corrector takes over at 3-4, the policy again at 5, the corrector at 6-7.
+TAKEOVER_IV = [0, 0, 0, 1, 1, 0, 1, 1]
+FAIL = -1.0 / (1.0 - G)  # -50
+H1 = LabelConfig(success_horizon=1)
+
+
+def _takeover_expected() -> tuple[list, list, list, list]:
+    reward = [-1, -1, FAIL, -1, -1, FAIL, -1, 0]  # 2, 5: the last autonomous steps before take-overs
+    done = [0, 0, 1, 0, 0, 1, 0, 1]
+    # -1 + 0.98 * -50 = -50: every step before step 5 chains into a failure value
+    ret = [FAIL, FAIL, FAIL, FAIL, FAIL, FAIL, -1, 0]
+    outcome = [False] * 6 + [True, True]
+    return reward, done, ret, outcome
+
+
+def test_steps_before_a_take_over_are_labelled_failures() -> None:
+    reward, done, ret, outcome = _takeover_expected()
+    iv = np.array(TAKEOVER_IV, bool)
+    out = labels.label_episode(8, True, True, H1, interventions=iv)
+    np.testing.assert_allclose(out["reward"], reward, rtol=1e-6)
+    np.testing.assert_array_equal(out["done"], np.array(done, bool))
+    np.testing.assert_allclose(out["mc_return"], ret, rtol=1e-6)
+    assert out["outcome"].tolist() == outcome
+    traj = {**_tf_traj(8, True, True), "is_intervention": iv}
+    tf_out = labels.label_trajectory(traj, H1)
+    np.testing.assert_allclose(tf_out["reward"].numpy(), reward, rtol=1e-6)
+    np.testing.assert_array_equal(tf_out["done"].numpy(), np.array(done, bool))
+    np.testing.assert_allclose(tf_out["mc_return"].numpy(), ret, rtol=1e-5)
+    assert tf_out["outcome"].numpy().tolist() == outcome
+
+
+def test_takeover_outcome_keeps_the_episode_label_and_no_interventions_change_nothing() -> None:
+    iv = np.array(TAKEOVER_IV, bool)
+    plain = labels.label_episode(8, True, True, LabelConfig())
+    as_outcome = labels.label_episode(8, True, True, LabelConfig(takeover="outcome"),
+                                      interventions=iv)
+    for key in ("reward", "done", "mc_return", "outcome"):
+        np.testing.assert_array_equal(as_outcome[key], plain[key])
+    assert plain["outcome"].all()
+    tf_none = labels.label_trajectory({**_tf_traj(8, True, True),
+                                       "is_intervention": np.zeros(8, bool)}, LabelConfig())
+    np.testing.assert_allclose(tf_none["mc_return"].numpy(), plain["mc_return"], rtol=1e-5)
+    # an episode that starts under the corrector has no autonomous step before it
+    first = labels.label_episode(3, True, True, H1, interventions=np.array([1, 0, 0]))
+    assert not first["done"][0] and first["outcome"].all()
+    # a failed, cut-off episode keeps -1/(1-gamma) throughout under the infinite-horizon rule
+    cfg = LabelConfig(failure_return="infinite_horizon")
+    failed = labels.label_episode(8, False, False, cfg, interventions=iv)
+    np.testing.assert_allclose(failed["mc_return"], [FAIL] * 8, rtol=1e-6)
+    tf_failed = labels.label_trajectory({**_tf_traj(8, False, False), "is_intervention": iv}, cfg)
+    np.testing.assert_allclose(tf_failed["mc_return"].numpy(), [FAIL] * 8, rtol=1e-5)
+    with pytest.raises(ValueError, match="takeover"):
+        LabelConfig(takeover="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="interventions"):
+        labels.label_episode(8, True, True, LabelConfig(), interventions=np.zeros(7, bool))

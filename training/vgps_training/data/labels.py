@@ -22,6 +22,17 @@ the V-GPS code define it. A cut-off failed episode has no terminal, and its trun
 ``r / (1 - gamma) = -1 / (1 - gamma)`` (-50 at gamma = 0.98), the convention of Cal-QL's own
 reference code for episodes that never reach the goal. The default is the truncated sum.
 
+Take-overs (deployment data, ``is_intervention`` per step): when a person or the simulation's
+corrector takes control, the policy's steps that led there were heading into a failure, whatever
+the episode's final outcome. With ``takeover="failure"`` (the default) the last autonomous step
+before each take-over is terminal with reward ``-1 / (1 - gamma)``, the value of never reaching
+the goal, so every step of that autonomous stretch gets that Monte-Carlo return and the TD target
+does not bootstrap into the corrector's value. The steps from the take-over on keep the episode's
+outcome. ``takeover="outcome"`` labels every step with the episode's outcome (the corrector's
+save then credits the actions that needed saving). Each step also gets ``outcome``: whether its
+return chain ends at the goal (the episode succeeded and no take-over comes later), which
+validation ranks Q-values against.
+
 The numpy functions are the reference; ``label_trajectory`` is the TensorFlow version the
 pipeline maps over trajectories. Both are tested against hand-computed values.
 """
@@ -34,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 FAILURE_RETURNS = ("discounted", "infinite_horizon")
+TAKEOVERS = ("failure", "outcome")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +55,7 @@ class LabelConfig:
     success_horizon: int = 3  # H: the last H steps of a successful episode get reward 0
     discount: float = 0.98  # gamma of the Monte-Carlo return (the critic's discount)
     failure_return: Literal["discounted", "infinite_horizon"] = "discounted"  # module docstring
+    takeover: Literal["failure", "outcome"] = "failure"  # steps before a take-over: see docstring
 
     def __post_init__(self) -> None:
         if not isinstance(self.success_horizon, int) or self.success_horizon < 1:
@@ -53,6 +66,21 @@ class LabelConfig:
         if self.failure_return not in FAILURE_RETURNS:
             raise ValueError(f"LabelConfig.failure_return={self.failure_return!r}: "
                              f"choose from {FAILURE_RETURNS}")
+        if self.takeover not in TAKEOVERS:
+            raise ValueError(f"LabelConfig.takeover={self.takeover!r}: choose from {TAKEOVERS}")
+
+    @property
+    def failure_value(self) -> float:
+        """``-1 / (1 - gamma)``: the return of an agent that never reaches the goal."""
+        return -1.0 / (1.0 - self.discount)
+
+
+def handoffs(interventions: np.ndarray) -> np.ndarray:
+    """bool (T,): the autonomous steps immediately followed by an intervention step."""
+    iv = np.asarray(interventions, bool)
+    out = np.zeros_like(iv)
+    out[:-1] = ~iv[:-1] & iv[1:]
+    return out
 
 
 def rewards_and_done(length: int, success: bool, terminal: bool,
@@ -102,27 +130,41 @@ def mc_returns(reward: np.ndarray, mask: np.ndarray, discount: float) -> np.ndar
 
 
 def label_episode(length: int, success: bool, terminal: bool,
-                  config: LabelConfig | None = None) -> dict[str, np.ndarray]:
-    """Reward, done, mask and Monte-Carlo return of one episode (numpy reference).
+                  config: LabelConfig | None = None,
+                  interventions: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Reward, done, mask, Monte-Carlo return and per-step outcome of one episode (numpy reference).
 
     Args:
         length: number of steps T.
         success: whether the episode succeeded.
         terminal: whether its last step is ``is_terminal``.
         config: the labelling settings (None: the defaults).
+        interventions: bool (T,), True where a person or the corrector chose the action
+            (None: none did).
 
     Returns:
         ``reward`` float32 (T,), ``done`` bool (T,), ``mask`` float32 (T,),
-        ``mc_return`` float32 (T,).
+        ``mc_return`` float32 (T,), ``outcome`` bool (T,).
     """
     config = config or LabelConfig()
     reward, done = rewards_and_done(length, success, terminal, config.success_horizon)
+    if interventions is None:
+        interventions = np.zeros(length, bool)
+    if np.shape(interventions) != (length,):
+        raise ValueError(f"interventions has shape {np.shape(interventions)}, expected ({length},)")
+    failed_later = np.zeros(length, bool)
+    if config.takeover == "failure":
+        handoff = handoffs(interventions)
+        done = done | handoff
+        reward = np.where(handoff, np.float32(config.failure_value), reward).astype(np.float32)
+        failed_later = np.cumsum(handoff[::-1])[::-1] > 0
     mask = (~done).astype(np.float32)
     if not success and not terminal and config.failure_return == "infinite_horizon":
-        ret = np.full(length, -1.0 / (1.0 - config.discount), np.float32)
+        ret = np.full(length, config.failure_value, np.float32)
     else:
         ret = mc_returns(reward, mask, config.discount)
-    return {"reward": reward, "done": done, "mask": mask, "mc_return": ret}
+    return {"reward": reward, "done": done, "mask": mask, "mc_return": ret,
+            "outcome": np.logical_and(success, ~failed_later)}
 
 
 def mc_returns_tf(reward: Any, mask: Any, discount: float) -> Any:
@@ -140,12 +182,12 @@ def label_trajectory(traj: dict[str, Any], config: LabelConfig | None = None) ->
 
     Args:
         traj: a standard trajectory (``standardize``): uses ``action`` (T, A) for T,
-            ``success`` () and ``is_terminal`` (T,).
+            ``success`` (), ``is_terminal`` (T,) and, where present, ``is_intervention`` (T,).
         config: the labelling settings (None: the defaults).
 
     Returns:
-        The trajectory with ``reward`` float32 (T,), ``done`` bool (T,), ``mask`` float32 (T,)
-        and ``mc_return`` float32 (T,) added.
+        The trajectory with ``reward`` float32 (T,), ``done`` bool (T,), ``mask`` float32 (T,),
+        ``mc_return`` float32 (T,) and ``outcome`` bool (T,) added.
     """
     import tensorflow as tf
 
@@ -158,9 +200,18 @@ def label_trajectory(traj: dict[str, Any], config: LabelConfig | None = None) ->
     goal = t >= n - config.success_horizon
     done = tf.where(success, goal, tf.logical_and(tf.equal(t, n - 1), terminal))
     reward = tf.where(tf.logical_and(success, goal), 0.0, -1.0)
+    failed_later = tf.zeros([n], tf.bool)
+    if config.takeover == "failure" and "is_intervention" in traj:
+        iv = tf.cast(traj["is_intervention"], tf.bool)
+        handoff = tf.logical_and(tf.logical_not(iv), tf.concat([iv[1:], [False]], 0)[:n])
+        done = tf.logical_or(done, handoff)
+        reward = tf.where(handoff, tf.constant(config.failure_value, tf.float32), reward)
+        failed_later = tf.cumsum(tf.cast(handoff, tf.int32), reverse=True) > 0
     mask = 1.0 - tf.cast(done, tf.float32)
     ret = mc_returns_tf(reward, mask, config.discount)
     if config.failure_return == "infinite_horizon":
         cut_off_failure = tf.logical_not(tf.logical_or(success, terminal))
-        ret = tf.where(cut_off_failure, tf.fill([n], -1.0 / (1.0 - config.discount)), ret)
-    return {**traj, "reward": reward, "done": done, "mask": mask, "mc_return": ret}
+        ret = tf.where(cut_off_failure, tf.fill([n], config.failure_value), ret)
+    outcome = tf.logical_and(success, tf.logical_not(failed_later))
+    return {**traj, "reward": reward, "done": done, "mask": mask, "mc_return": ret,
+            "outcome": outcome}

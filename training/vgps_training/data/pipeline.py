@@ -21,10 +21,12 @@ Batch (``DataPipeline.as_numpy()``; B = ``DataConfig.batch_size``, (H, W) = ``im
                                      (clipped to +-(1 - 1e-5) like the critic); raw if
                                      ``normalize_actions=False``
 ``raw_action``      float32 (B, 7)   the action in the robot (Bridge) convention
-``reward``          float32 (B,)     0 in a success's last H steps, else -1
+``reward``          float32 (B,)     0 in a success's last H steps, -1/(1-gamma) on the last
+                                     autonomous step before a take-over, else -1
 ``mask``            float32 (B,)     0 where step t is terminal (no bootstrap), else 1
 ``mc_return``       float32 (B,)     Monte-Carlo return to go
-``episode_success`` bool (B,)        the success label of the transition's episode
+``episode_success`` bool (B,)        whether the transition's return chain ends at the goal
+                                     (its episode's success label, False before a take-over)
 ``instruction``     bytes (B,)       UTF-8 instruction; embed it with the critic's encoder
 ``dataset_index``   int32 (B,)       index into ``DataConfig.datasets``
 ==================  ===============  ======================================================
@@ -254,7 +256,7 @@ def _to_transitions(traj: dict[str, Any], index: int, low: np.ndarray, high: np.
         "reward": traj["reward"],
         "mask": traj["mask"],
         "mc_return": traj["mc_return"],
-        "episode_success": tf.fill([n], tf.cast(traj["success"], tf.bool)),
+        "episode_success": traj["outcome"],
         "instruction": tf.fill([n], traj["instruction"]),
         "dataset_index": tf.fill([n], tf.constant(index, tf.int32)),
     }

@@ -19,6 +19,9 @@ key               dtype, shape           meaning
 ``episode_id``    string ()              unique id of the episode (the TFDS example id)
 ================  =====================  ==================================================
 
+Deployment data (``vgps dataset build``) adds ``is_intervention`` bool (T,): a person or the
+simulation's corrector chose that step's action (``labels`` treats take-overs specially).
+
 Adding a dataset: write ``standardize_<name>(traj, **options) -> dict`` returning the keys above
 (reuse the helpers here), and add it to ``STANDARDIZERS`` under the RLDS dataset name
 (``builder.info.name``). Options reach it through ``DatasetSpec.standardize_kwargs``.
@@ -35,7 +38,8 @@ import tensorflow as tf
 Trajectory = dict[str, Any]
 Standardizer = Callable[..., Trajectory]
 
-_PER_STEP = ("image", "action", "proprio", "is_first", "is_last", "is_terminal")
+_PER_STEP = ("image", "action", "proprio", "is_first", "is_last", "is_terminal",
+             "is_intervention")
 STANDARD_KEYS = ("image", "action", "proprio", "instruction", "is_first", "is_last",
                  "is_terminal", "success", "episode_id")
 
@@ -188,6 +192,9 @@ def standardize_vgps_sim(traj: Trajectory, *, relabel_actions: bool = False,
     """
     out = _bridge_layout(traj, relabel_actions, wrap_angles)
     out["success"] = tf.cast(traj["episode_metadata"]["success"], tf.bool)
+    if "is_intervention" in traj["steps"]:
+        iv = tf.cast(traj["steps"]["is_intervention"], tf.bool)
+        out["is_intervention"] = iv[:tf.shape(out["action"])[0]]
     return out
 
 
