@@ -118,7 +118,8 @@ H1 = LabelConfig(success_horizon=1)
 
 
 def _takeover_expected() -> tuple[list, list, list, list]:
-    reward = [-1, -1, FAIL, -1, -1, FAIL, -1, 0]  # 2, 5: the last autonomous steps before take-overs
+    # 2 and 5: the last autonomous steps before take-overs
+    reward = [-1, -1, FAIL, -1, -1, FAIL, -1, 0]
     done = [0, 0, 1, 0, 0, 1, 0, 1]
     # -1 + 0.98 * -50 = -50: every step before step 5 chains into a failure value
     ret = [FAIL, FAIL, FAIL, FAIL, FAIL, FAIL, -1, 0]

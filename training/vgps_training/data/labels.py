@@ -132,7 +132,7 @@ def mc_returns(reward: np.ndarray, mask: np.ndarray, discount: float) -> np.ndar
 def label_episode(length: int, success: bool, terminal: bool,
                   config: LabelConfig | None = None,
                   interventions: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Reward, done, mask, Monte-Carlo return and per-step outcome of one episode (numpy reference).
+    """Reward, done, mask, Monte-Carlo return and per-step outcome of one episode (numpy).
 
     Args:
         length: number of steps T.
@@ -151,7 +151,8 @@ def label_episode(length: int, success: bool, terminal: bool,
     if interventions is None:
         interventions = np.zeros(length, bool)
     if np.shape(interventions) != (length,):
-        raise ValueError(f"interventions has shape {np.shape(interventions)}, expected ({length},)")
+        raise ValueError(f"interventions has shape {np.shape(interventions)}, "
+                         f"expected ({length},)")
     failed_later = np.zeros(length, bool)
     if config.takeover == "failure":
         handoff = handoffs(interventions)
