@@ -192,3 +192,42 @@ def test_ensemble_members_are_chosen_explicitly(parent, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), b)
     with pytest.raises(ValueError, match="init_member=1: needs init_from"):
         apply_overrides(preset("debug", "data"), ["init_member=1"])
+
+
+@needs_bridge
+def test_data_backup_bootstraps_from_the_datas_next_action_not_the_actor(parent, deploy_dataset,
+                                                                         tmp_path):
+    from vgps_critic.language import get_encoder
+    from vgps_training.data.pipeline import make_dataset
+    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
+
+    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}",
+                           "calql.td_backup=data")
+    loaded = finetune.load_parent(config.init_from)
+    config = finetune.resolve_config(config, loaded)
+    agent = build_agent(config)
+    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
+    plain = dataclasses.replace(config.data, train=False, subset="all")
+    raw = next(make_dataset(plain).as_numpy())
+    # the data's next action: the same episode's action one step later (the last repeats itself)
+    assert raw["next_action"].shape == raw["action"].shape
+    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
+    batch = {k: v for k, v in batch.items() if k != "episode_success"}
+
+    def td_target(state, backup: str) -> np.ndarray:
+        agent.config = dataclasses.replace(agent.config, td_backup=backup)
+        _, metrics = agent.critic_loss(state.params["critic"], state, batch, jax.random.key(1))
+        return float(metrics["td_target"])
+
+    nxt = agent.critic.apply({"params": state.target_critic}, batch["next_image"],
+                             batch["language"], batch["next_action"]).min(axis=0)
+    want = np.mean(batch["reward"] + agent.config.discount * batch["mask"] * np.asarray(nxt))
+    assert td_target(state, "data") == pytest.approx(want, rel=1e-4, abs=1e-4)
+    # another actor changes the policy backup's target, not the data backup's
+    other = dataclasses.replace(state, params={**state.params, "actor": jax.tree_util.tree_map(
+        lambda x: x + 0.5, state.params["actor"])})
+    assert td_target(other, "data") == pytest.approx(td_target(state, "data"), abs=1e-6)
+    assert td_target(other, "policy") != pytest.approx(td_target(state, "policy"), abs=1e-3)
+    del batch["next_action"]
+    with pytest.raises(ValueError, match="next_action"):
+        td_target(state, "data")

@@ -70,6 +70,9 @@ def to_agent_batch(raw: dict[str, np.ndarray], embed: InstructionEmbedder) -> di
         "reward": raw["reward"].astype(np.float32), "mask": raw["mask"].astype(np.float32),
         "mc_return": raw["mc_return"].astype(np.float32),
     }
+    if "next_action" in raw:
+        batch["next_action"] = np.clip(raw["next_action"], -ACTION_CLIP,
+                                       ACTION_CLIP).astype(np.float32)
     if "episode_success" in raw:
         batch["episode_success"] = raw["episode_success"].astype(np.float32)
     return batch

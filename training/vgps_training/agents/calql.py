@@ -11,12 +11,13 @@ Batch (every array has the global batch B on axis 0; actions are critic-normalis
     action              float32 (B, A)
     reward, mask        float32 (B,)     mask = 0 where s' is terminal
     mc_return           float32 (B,)     Monte-Carlo return (Cal-QL's lower bound)
+    next_action         float32 (B, A)   the data's action at s' (only for td_backup="data")
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +40,11 @@ class CalQLConfig:
     cql_n_actions: int = 4  # uniform, pi(s) and pi(s') samples per state, each
     cql_temperature: float = 1.0
     max_target_backup: bool = True  # TD target: max over cql_n_actions samples of pi(s')
+    # "policy": the TD target bootstraps from the learned actor's actions at s' (Cal-QL);
+    # "data": from the action the data took next (in-sample, SARSA-like: the behaviour's value,
+    # which V-GPS's argmax over candidates then improves on). A critic continued from a
+    # deployed one has no actor, and a fresh actor's targets pull the parent's values apart.
+    td_backup: Literal["policy", "data"] = "policy"
     critic_lr: float = 3e-4
     actor_lr: float = 1e-4
     temperature_lr: float = 3e-4
@@ -69,6 +75,7 @@ class CalQLConfig:
             "critic_delay_steps": self.critic_delay_steps >= 0,
             "target_update_rate": 0.0 < self.target_update_rate <= 1.0,
             "init_temperature": self.init_temperature > 0.0,
+            "td_backup": self.td_backup in ("policy", "data"),
         }
         for field, ok in checks.items():
             if not ok:
@@ -147,8 +154,13 @@ class CalQLAgent:
         target_next = self._encode(state.target_critic, batch["next_image"], batch["language"])
 
         # TD target from the target critic at pi(s') (max over samples if max_target_backup)
-        n_backup = n if cfg.max_target_backup else 1
-        next_actions, _ = self._policy(actor, next_features, k_next, n_backup)
+        if cfg.td_backup == "data":
+            if "next_action" not in batch:
+                raise ValueError("CalQLConfig.td_backup='data' needs batch['next_action']")
+            next_actions = batch["next_action"][:, None]
+        else:
+            n_backup = n if cfg.max_target_backup else 1
+            next_actions, _ = self._policy(actor, next_features, k_next, n_backup)
         next_q = self._q(state.target_critic, target_next, next_actions).min(axis=0).max(axis=-1)
         target = losses.td_target(batch["reward"], batch["mask"], next_q, cfg.discount)
 

@@ -20,6 +20,8 @@ Batch (``DataPipeline.as_numpy()``; B = ``DataConfig.batch_size``, (H, W) = ``im
 ``action``          float32 (B, 7)   action normalised to [-1, 1] with its dataset's bounds
                                      (clipped to +-(1 - 1e-5) like the critic); raw if
                                      ``normalize_actions=False``
+``next_action``     float32 (B, 7)   the action taken at step t + 1 (normalised like ``action``;
+                                     the last step repeats its own)
 ``raw_action``      float32 (B, 7)   the action in the robot (Bridge) convention
 ``reward``          float32 (B,)     0 in a success's last H steps, -1/(1-gamma) on the last
                                      autonomous step before a take-over, else -1
@@ -252,6 +254,7 @@ def _to_transitions(traj: dict[str, Any], index: int, low: np.ndarray, high: np.
         "proprio": proprio,
         "next_proprio": tf.gather(proprio, nxt),
         "action": action,
+        "next_action": tf.gather(action, nxt),
         "raw_action": raw,
         "reward": traj["reward"],
         "mask": traj["mask"],
