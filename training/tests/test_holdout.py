@@ -111,6 +111,11 @@ def test_deployment_layout_trains_with_its_success_labels(deploy_dataset, tmp_pa
     batch = next(data.as_numpy())
     assert data.names == ("vgps_deploy",)
     success = batch["episode_success"]
-    assert success.sum() == 36 and (~success).sum() == 36  # every 6-step episode, both labels
-    assert (batch["reward"][~success] == -1).all() and (batch["reward"][success] == 0).any()
+    # 12 six-step episodes, half successful; each hands over to a person at step 1, so its step 0
+    # is labelled as the failure the take-over prevented (labels.takeover = "failure")
+    assert success.sum() == 30 and (~success).sum() == 42
+    fail_value = -1.0 / (1.0 - 0.98)
+    assert np.isin(batch["reward"][~success], [-1.0, np.float32(fail_value)]).all()
+    assert (batch["reward"][success] == 0).any()
+    assert (np.isclose(batch["reward"], fail_value)).sum() == 12  # one take-over per episode
     assert batch["action"].shape == (72, 7)

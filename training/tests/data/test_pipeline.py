@@ -21,7 +21,8 @@ from vgps_training.data.pipeline import (
 )
 
 KEYS = {"image": np.uint8, "next_image": np.uint8, "proprio": np.float32,
-        "next_proprio": np.float32, "action": np.float32, "raw_action": np.float32,
+        "next_proprio": np.float32, "action": np.float32, "next_action": np.float32,
+        "raw_action": np.float32,
         "reward": np.float32, "mask": np.float32, "mc_return": np.float32,
         "episode_success": np.bool_, "instruction": object, "dataset_index": np.int32}
 
@@ -46,7 +47,7 @@ def test_bridge_batches_have_the_configured_shape(bridge_path: Path, stats_cache
             assert batch[key].shape[0] == 16, key
         assert batch["image"].shape == batch["next_image"].shape == (16, *size, 3)
         assert batch["proprio"].shape == (16, 7) and batch["action"].shape == (16, 7)
-        assert np.abs(batch["action"]).max() < 1.0
+        assert np.abs(batch["action"]).max() < 1.0 and np.abs(batch["next_action"]).max() < 1.0
         assert set(np.unique(batch["reward"])) <= {-1.0, 0.0}
         assert set(np.unique(batch["mask"])) <= {0.0, 1.0}
         np.testing.assert_array_equal(batch["mask"] == 0, batch["reward"] == 0)  # demos only
@@ -66,6 +67,13 @@ def test_evaluation_is_one_plain_pass(bridge_path: Path, stats_cache: Path) -> N
     expected = np.clip(2 * (raw - low) / (high - low) - 1, -1 + 1e-5, 1 - 1e-5)
     np.testing.assert_allclose(np.concatenate([b["action"] for b in batches]), expected,
                                atol=1e-5)
+    # next_action is the episode's next action; an episode's last step repeats its own (25 of them)
+    action = np.concatenate([b["action"] for b in batches])
+    nxt = np.concatenate([b["next_action"] for b in batches])
+    follows = (nxt[:-1] == action[1:]).all(axis=1)
+    repeats = (nxt == action).all(axis=1)
+    assert (follows | repeats[:-1]).all() and repeats[-1]
+    assert (~follows).sum() == 24  # the boundaries between the 25 episodes
     # Terminal steps (the last H = 3 of each demonstration) hold reward 0 and return 0.
     mask = np.concatenate([b["mask"] for b in batches])
     assert (mask == 0).sum() == 25 * 3
