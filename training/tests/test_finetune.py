@@ -154,6 +154,7 @@ def test_finetune_preset_needs_a_parent_and_matches_the_shipped_critic(tmp_path,
     config = preset("finetune", "data")
     assert config.steps < preset("sim", "data").steps
     assert config.calql.critic_lr < preset("sim", "data").calql.critic_lr
+    assert config.calql.td_backup == "data" and preset("sim", "data").calql.td_backup == "policy"
     assert [d.path for d in config.data.datasets] == [
         os.path.join("data", "vgps_sim", "1.0.0"), os.path.join("data", "vgps_deploy", "1.0.0")]
     assert not config.data.balance_weights

@@ -150,9 +150,11 @@ def preset(name: str, data_dir: str) -> TrainConfig:
         return dataclasses.replace(
             base, name="finetune", steps=2_500, val_every=500, save_every=500,
             data=dataclasses.replace(base.data, datasets=specs, balance_weights=False),
+            # td_backup="data": the deployed critic comes without its actor, and targets at a
+            # fresh actor's actions pulled the parent's values apart (docs/flywheel.md)
             calql=dataclasses.replace(base.calql, critic_lr=1e-4, actor_lr=3e-4,
                                       temperature_lr=3e-4, warmup_steps=200,
-                                      critic_delay_steps=500),
+                                      critic_delay_steps=500, td_backup="data"),
             iql=dataclasses.replace(base.iql, critic_lr=1e-4, value_lr=1e-4, warmup_steps=200))
     if name == "debug":
         critic = PRESETS["tiny"]
