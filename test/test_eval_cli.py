@@ -170,3 +170,23 @@ def test_collect_writes_loadable_episodes(tmp_path):
         assert ep["success"] == entry["success"] and ep["seed"] == entry["seed"]
     strip = episode_strip(ep["images"], frames=4, size=16)
     assert strip.shape == (16, 64, 3)
+
+
+def test_an_interpolated_critic_is_written_and_steers(critic_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["critic", "init", "--config", "sim", "--seed", "1", "--out", str(other)]) == 0
+    mid = tmp_path / "mid"
+    assert main(["critic", "interpolate", str(other), str(critic_dir), "--weight", "0.3",
+                 "--out", str(mid), "--name", "blend"]) == 0
+    capsys.readouterr()
+    assert main(["critic", "info", str(mid)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "blend" and info["training"]["interpolation"]["weight"] == 0.3
+    critic_id = "blend@" + info["params"]["sha256"][:12]
+    out = tmp_path / "vgps"
+    _eval(out, "--critic", str(mid), "--k", "4", "--episodes", "1")
+    assert critic_id in (out / "results.md").read_text()
+    # A weight outside [0, 1]: a clear error, nothing written.
+    assert main(["critic", "interpolate", str(other), str(critic_dir), "--weight", "2",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "weight" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -64,6 +64,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ens.add_argument("--force", action="store_true", help="replace --out if it exists")
     ens.set_defaults(func=_ensemble)
 
+    interp = sub.add_parser(
+        "interpolate", help="blend a fine-tuned critic with its parent in weight space",
+        description="Write (1 - w) * OLD + w * NEW, parameter by parameter (WiSE-FT): NEW must "
+                    "be fine-tuned from OLD (same architecture, action space and language "
+                    "encoder); ensembles are blended member by member.")
+    interp.add_argument("new", help="the fine-tuned critic (or ensemble)")
+    interp.add_argument("old", help="the critic it was fine-tuned from (or ensemble)")
+    interp.add_argument("--weight", type=float, required=True,
+                        help="w in [0, 1]: 1 is NEW, 0 is OLD")
+    interp.add_argument("--out", required=True, help="destination directory")
+    interp.add_argument("--name", default=None, help="name for the card (default: NEW's)")
+    interp.add_argument("--force", action="store_true", help="replace --out if it exists")
+    interp.set_defaults(func=_interpolate)
+
     init = sub.add_parser("init", help="write a randomly initialised critic (tests, benchmarks)")
     init.add_argument("--config", default="sim", help="architecture preset: paper | sim | tiny")
     init.add_argument("--language-encoder", default=None,
@@ -150,6 +164,16 @@ def _ensemble(args: argparse.Namespace) -> int:
                          notes=notes, overwrite=args.force)
     print(f"wrote {args.out}: {card.critic_id}, {len(card.member_cards)} members "
           f"({', '.join(c.critic_id for c in card.member_cards)})")
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    from vgps_critic.interpolate import interpolate
+
+    out = interpolate(args.new, args.old, args.weight, args.out, name=args.name,
+                      overwrite=args.force)
+    print(f"wrote {args.out}: {out['critic_id']} = {1 - args.weight:g} x {args.old} + "
+          f"{args.weight:g} x {args.new}")
     return 0
 
 
