@@ -4,9 +4,11 @@
 #
 #   scripts/flywheel_sim.sh [WORK_DIR]      (default: out/flywheel)
 #
-# 0. the previous data: EPISODES_BASE episodes per task of the simulation policy alone
-#    (`vgps collect`), written as the RLDS dataset vgps_sim - a sample of what the deployed
-#    critic was trained on;
+# 0. the previous data, a sample of what the deployed critic was trained on, written as the RLDS
+#    dataset vgps_sim (`vgps collect`, in bulk): EPISODES_BASE episodes per task of the
+#    simulation policy alone, and STEERED_BASE episodes per task and K in DEPLOY_KS steered by
+#    START (without the steered states, a fine-tune forgets how to rank the candidates it meets
+#    at a large K: stack_blocks at K = 50 fell from 0.74 to 0.44);
 # 1. for round r = 1 .. ROUNDS:
 #    a. deploy the current critic through the live ROS 2 graph (`vgps up`), recording a bag per
 #       task and K, with the scripted corrector taking over when the arm heads into a known
@@ -22,7 +24,7 @@
 # The deployed critic starts as a copy of START (default models/sim_critic) in WORK/deployed;
 # models/ is never written here.
 #
-# Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, EPISODES (per task, K and
+# Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, STEERED_BASE, EPISODES (per task, K and
 # round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
 # EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, TRAIN_ARGS (more vgps-train options, e.g.
 # "--set val_every=0" for a smoke run too small to hold episodes out).
@@ -32,6 +34,7 @@ WORK=${1:-out/flywheel}
 TASKS=${TASKS:-all}
 ROUNDS=${ROUNDS:-3}
 EPISODES_BASE=${EPISODES_BASE:-100}
+STEERED_BASE=${STEERED_BASE:-100}
 EPISODES=${EPISODES:-50}
 DEPLOY_KS=${DEPLOY_KS:-10 50}
 PERIOD=${PERIOD:-0.05}
@@ -63,6 +66,21 @@ for task in $TASK_LIST; do
       --image-size "$IMAGE_SIZE" --seed "$SEED" --out "$WORK/base/$task"
     touch "$WORK/base/$task.done"
   fi
+done
+echo "== 0. previous data: $STEERED_BASE episodes per task and K steered by $START -> vgps_sim"
+i=0
+for task in $TASK_LIST; do
+  for K in $DEPLOY_KS; do
+    i=$((i + 1))
+    dir="$WORK/base/steered_k${K}_$task"
+    if ((STEERED_BASE > 0)) && [ ! -f "$dir.done" ]; then
+      rm -rf "$dir"
+      "$VENV/bin/vgps" collect --task "$task" --episodes "$STEERED_BASE" --policy sim \
+        --critic "$START" --k "$K" --beta 0 --image-size "$IMAGE_SIZE" \
+        --seed "$((SEED + 20000 + 100 * i + K))" --out "$dir"
+      touch "$dir.done"
+    fi
+  done
 done
 if [ ! -f "$WORK/rlds/vgps_sim/1.0.0/dataset_info.json" ]; then
   rm -rf "$WORK/rlds/vgps_sim"

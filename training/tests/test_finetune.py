@@ -232,3 +232,81 @@ def test_data_backup_bootstraps_from_the_datas_next_action_not_the_actor(parent,
     del batch["next_action"]
     with pytest.raises(ValueError, match="next_action"):
         td_target(state, "data")
+
+
+@needs_bridge
+def test_a_frozen_encoder_stays_at_the_parents_weights_while_the_head_learns(
+        parent, deploy_dataset, tmp_path):
+    from vgps_critic.language import get_encoder
+    from vgps_training.data.pipeline import make_dataset
+    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
+
+    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}",
+                           "calql.td_backup=data", "calql.freeze_encoder=true",
+                           "calql.critic_delay_steps=0", "calql.warmup_steps=0")
+    assert config.calql.freeze_encoder
+    loaded = finetune.load_parent(config.init_from)
+    config = finetune.resolve_config(config, loaded)
+    agent = build_agent(config)
+    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
+    raw = next(make_dataset(dataclasses.replace(config.data, train=False,
+                                                subset="all")).as_numpy())
+    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
+    batch = {k: v for k, v in batch.items() if k != "episode_success"}
+    before = jax.tree_util.tree_map(np.asarray, state.params["critic"])
+    update = jax.jit(agent.update)
+    for i in range(3):
+        state, metrics = update(state, batch, jax.random.key(i))
+    after = jax.tree_util.tree_map(np.asarray, state.params["critic"])
+
+    def moved(a, b) -> float:
+        return max(float(np.abs(x - y).max()) for x, y in
+                   zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+    assert moved(after["encoder"], before["encoder"]) == 0.0
+    assert moved(after["network"], before["network"]) > 0.0
+    assert moved(after["Dense_0"], before["Dense_0"]) > 0.0
+    assert np.isfinite(float(metrics["critic_loss"]))
+    # the target critic's encoder stays too (Polyak between two equal encoders)
+    np.testing.assert_allclose(
+        jax.tree_util.tree_leaves(state.target_critic["encoder"])[0],
+        jax.tree_util.tree_leaves(before["encoder"])[0], rtol=0, atol=1e-6)
+
+
+@needs_bridge
+def test_the_anchor_holds_the_critic_to_its_parent(parent, deploy_dataset, tmp_path):
+    from vgps_critic.language import get_encoder
+    from vgps_training.data.pipeline import make_dataset
+    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
+
+    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}",
+                           "calql.td_backup=data", "calql.anchor_weight=2.0")
+    loaded = finetune.load_parent(config.init_from)
+    config = finetune.resolve_config(config, loaded)
+    agent = build_agent(config)
+    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
+    raw = next(make_dataset(dataclasses.replace(config.data, train=False,
+                                                subset="all")).as_numpy())
+    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
+    batch = {k: v for k, v in batch.items() if k != "episode_success"}
+    with pytest.raises(ValueError, match="init-from"):  # no parent given to the agent
+        agent.critic_loss(state.params["critic"], state, batch, jax.random.key(1))
+    agent.anchor = loaded.params()
+
+    def losses(critic):
+        return agent.critic_loss(critic, state, batch, jax.random.key(1))
+
+    _, metrics = losses(state.params["critic"])
+    assert float(metrics["anchor_loss"]) == pytest.approx(0.0, abs=1e-8)  # it is the parent
+    moved = jax.tree_util.tree_map(lambda x: x * 1.05, state.params["critic"])
+    loss2, metrics2 = losses(moved)
+    anchor = float(metrics2["anchor_loss"])
+    assert anchor > 1e-6
+    assert float(loss2) == pytest.approx(
+        float(metrics2["td_loss"]) + config.calql.cql_alpha * float(metrics2["cql_loss"])
+        + 2.0 * anchor, rel=1e-4)
+    # the trainer refuses an anchor without a parent
+    with pytest.raises(ValueError, match="anchor"):
+        from vgps_training.trainer import train
+        train(_debug_config(tmp_path, deploy_dataset, "calql.anchor_weight=1.0", "steps=1"),
+              tmp_path / "run", progress=False)

@@ -133,6 +133,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
     if config.init_from:
         parent = finetune.load_parent(config.init_from, config.init_member)
         config = finetune.resolve_config(config, parent)
+    elif config.agent == "calql" and config.calql.anchor_weight > 0:
+        raise ValueError("calql.anchor_weight > 0 anchors to the parent critic: give "
+                         "--init-from CRITIC")
     elif config.name == "finetune":
         raise ValueError("config finetune continues a deployed critic: give --init-from CRITIC "
                          "(and --init-member I for an ensemble)")
@@ -172,6 +175,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
 
     embed = InstructionEmbedder(get_encoder(config.language_encoder))
     agent = build_agent(config)
+    if parent is not None and config.agent == "calql" and config.calql.anchor_weight > 0:
+        agent.anchor = jax.tree_util.tree_map(jax.numpy.asarray, parent.params())
     key = jax.random.key(config.seed)
     state = agent.init(jax.random.fold_in(key, 0))
     manager = _checkpoint_manager(run_dir, config)

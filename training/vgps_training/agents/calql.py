@@ -53,6 +53,18 @@ class CalQLConfig:
     # maximise it: a critic continued from a deployed one (--init-from) comes without its actor,
     # and a fresh actor's actions would make the first TD targets and regulariser garbage.
     critic_delay_steps: int = 0
+    # Hold the critic's image-language encoder (ResNet + FiLM) at its initial weights and train
+    # only the Q head on its features. For a fine-tune (--init-from): a few thousand steps on a
+    # small deployment dataset otherwise wear away the features a deployed critic learnt from
+    # far more data (a grasp 2 cm beside a block), and an argmax over 50 candidates finds it.
+    freeze_encoder: bool = False
+    # Stay near the parent (--init-from) away from the data: anchor_weight * mean squared
+    # difference, head by head, between this critic's Q and the parent's at the regulariser's
+    # actions (uniform, pi(s), pi(s')) and at the data's actions perturbed by Gaussian noise of
+    # std anchor_noise (normalised units) - the neighbours a policy's other candidates live in.
+    # The data's own TD targets still move Q where the new data says something.
+    anchor_weight: float = 0.0
+    anchor_noise: float = 0.2
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
     init_temperature: float = 1.0
@@ -76,6 +88,8 @@ class CalQLConfig:
             "target_update_rate": 0.0 < self.target_update_rate <= 1.0,
             "init_temperature": self.init_temperature > 0.0,
             "td_backup": self.td_backup in ("policy", "data"),
+            "anchor_weight": self.anchor_weight >= 0.0,
+            "anchor_noise": self.anchor_noise >= 0.0,
         }
         for field, ok in checks.items():
             if not ok:
@@ -97,6 +111,9 @@ class CalQLAgent:
             "actor": optimizer(cfg.actor_lr, cfg.warmup_steps),
             "log_alpha": optimizer(cfg.temperature_lr, cfg.warmup_steps),
         }
+        # The parent critic's parameters (anchor_weight > 0): set by the trainer from
+        # --init-from; constants of the jitted update, never trained.
+        self.anchor: dict | None = None
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
                                else -float(critic_config.action_dim))
 
@@ -149,6 +166,8 @@ class CalQLAgent:
         k_next, k_rand, k_pi, k_next_pi = jax.random.split(key, 4)
         actor = state.params["actor"]
         features = self._encode(critic_params, batch["image"], batch["language"])
+        if cfg.freeze_encoder:  # no gradient reaches the encoder: Adam leaves it where it is
+            features = jax.lax.stop_gradient(features)
         next_features = jax.lax.stop_gradient(
             self._encode(critic_params, batch["next_image"], batch["language"]))
         target_next = self._encode(state.target_critic, batch["next_image"], batch["language"])
@@ -183,7 +202,29 @@ class CalQLAgent:
         loss = td + cfg.cql_alpha * cql
         metrics = {"critic_loss": loss, "td_loss": td, "cql_loss": cql,
                    "q_data": q_data.mean(), "td_target": target.mean(), **cql_metrics}
+        if cfg.anchor_weight > 0:
+            anchor = self._anchor_loss(critic_params, features, batch, all_actions, q_all,
+                                       jax.random.fold_in(key, 5))
+            loss = loss + cfg.anchor_weight * anchor
+            metrics.update(critic_loss=loss, anchor_loss=anchor)
         return loss, metrics
+
+    def _anchor_loss(self, critic_params: dict, features: jax.Array, batch: dict[str, jax.Array],
+                     actions: jax.Array, q_actions: jax.Array, key: jax.Array) -> jax.Array:
+        """Mean squared difference to the parent's Q at ``actions`` (whose Q is ``q_actions``)
+        and at noisy copies of the data's actions."""
+        if self.anchor is None:
+            raise ValueError("CalQLConfig.anchor_weight > 0 needs the parent critic "
+                             "(train with --init-from)")
+        cfg = self.config
+        b, n, a = actions.shape[0], cfg.cql_n_actions, self.critic_config.action_dim
+        noise = cfg.anchor_noise * jax.random.normal(key, (b, n, a))
+        noisy = jax.lax.stop_gradient(jnp.clip(batch["action"][:, None] + noise, -1.0, 1.0))
+        q = jnp.concatenate([q_actions, self._q(critic_params, features, noisy)], axis=-1)
+        parent_features = self._encode(self.anchor, batch["image"], batch["language"])
+        q_parent = self._q(self.anchor, parent_features,
+                           jnp.concatenate([actions, noisy], axis=1))
+        return jnp.mean((q - jax.lax.stop_gradient(q_parent)) ** 2)
 
     def actor_loss(self, actor_params: dict, state: TrainState, batch: dict[str, jax.Array],
                    key: jax.Array) -> tuple[jax.Array, dict]:
