@@ -83,6 +83,26 @@ def test_step_zero_q_values_equal_the_parents_exactly(parent, deploy_dataset, tm
     np.testing.assert_allclose(np.asarray(q_train), q_deployed, rtol=1e-4, atol=1e-4)
 
 
+def _parent_agent_and_batch(parent: Path, deploy: Path, tmp_path: Path, *overrides: str):
+    """A debug-preset Cal-QL agent continued from ``parent`` (``overrides`` applied), its
+    initial state, and one unaugmented batch of Bridge + ``deploy``: (config, parent, agent,
+    state, raw batch, agent batch)."""
+    from vgps_critic.language import get_encoder
+    from vgps_training.data.pipeline import make_dataset
+    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
+
+    config = _debug_config(tmp_path, deploy, f"init_from={json.dumps(str(parent))}", *overrides)
+    loaded = finetune.load_parent(config.init_from)
+    config = finetune.resolve_config(config, loaded)
+    agent = build_agent(config)
+    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
+    raw = next(make_dataset(dataclasses.replace(config.data, train=False,
+                                                subset="all")).as_numpy())
+    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
+    batch = {k: v for k, v in batch.items() if k != "episode_success"}
+    return config, loaded, agent, state, raw, batch
+
+
 @needs_bridge
 def test_finetune_trains_exports_lineage_and_resumes(parent, deploy_dataset, tmp_path, capsys):
     run = tmp_path / "run"
@@ -198,22 +218,10 @@ def test_ensemble_members_are_chosen_explicitly(parent, tmp_path):
 @needs_bridge
 def test_data_backup_bootstraps_from_the_datas_next_action_not_the_actor(parent, deploy_dataset,
                                                                          tmp_path):
-    from vgps_critic.language import get_encoder
-    from vgps_training.data.pipeline import make_dataset
-    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
-
-    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}",
-                           "calql.td_backup=data")
-    loaded = finetune.load_parent(config.init_from)
-    config = finetune.resolve_config(config, loaded)
-    agent = build_agent(config)
-    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
-    plain = dataclasses.replace(config.data, train=False, subset="all")
-    raw = next(make_dataset(plain).as_numpy())
+    _, _, agent, state, raw, batch = _parent_agent_and_batch(
+        parent, deploy_dataset, tmp_path, "calql.td_backup=data")
     # the data's next action: the same episode's action one step later (the last repeats itself)
     assert raw["next_action"].shape == raw["action"].shape
-    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
-    batch = {k: v for k, v in batch.items() if k != "episode_success"}
 
     def td_target(state, backup: str) -> np.ndarray:
         agent.config = dataclasses.replace(agent.config, td_backup=backup)
@@ -237,22 +245,10 @@ def test_data_backup_bootstraps_from_the_datas_next_action_not_the_actor(parent,
 @needs_bridge
 def test_a_frozen_encoder_stays_at_the_parents_weights_while_the_head_learns(
         parent, deploy_dataset, tmp_path):
-    from vgps_critic.language import get_encoder
-    from vgps_training.data.pipeline import make_dataset
-    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
-
-    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}",
-                           "calql.td_backup=data", "calql.freeze_encoder=true",
-                           "calql.critic_delay_steps=0", "calql.warmup_steps=0")
+    config, _, agent, state, _, batch = _parent_agent_and_batch(
+        parent, deploy_dataset, tmp_path, "calql.td_backup=data", "calql.freeze_encoder=true",
+        "calql.critic_delay_steps=0", "calql.warmup_steps=0")
     assert config.calql.freeze_encoder
-    loaded = finetune.load_parent(config.init_from)
-    config = finetune.resolve_config(config, loaded)
-    agent = build_agent(config)
-    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
-    raw = next(make_dataset(dataclasses.replace(config.data, train=False,
-                                                subset="all")).as_numpy())
-    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
-    batch = {k: v for k, v in batch.items() if k != "episode_success"}
     before = jax.tree_util.tree_map(np.asarray, state.params["critic"])
     update = jax.jit(agent.update)
     for i in range(3):
@@ -275,20 +271,8 @@ def test_a_frozen_encoder_stays_at_the_parents_weights_while_the_head_learns(
 
 @needs_bridge
 def test_the_anchor_holds_the_critic_to_its_parent(parent, deploy_dataset, tmp_path):
-    from vgps_critic.language import get_encoder
-    from vgps_training.data.pipeline import make_dataset
-    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
-
-    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}",
-                           "calql.td_backup=data", "calql.anchor_weight=2.0")
-    loaded = finetune.load_parent(config.init_from)
-    config = finetune.resolve_config(config, loaded)
-    agent = build_agent(config)
-    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
-    raw = next(make_dataset(dataclasses.replace(config.data, train=False,
-                                                subset="all")).as_numpy())
-    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
-    batch = {k: v for k, v in batch.items() if k != "episode_success"}
+    config, loaded, agent, state, _, batch = _parent_agent_and_batch(
+        parent, deploy_dataset, tmp_path, "calql.td_backup=data", "calql.anchor_weight=2.0")
     with pytest.raises(ValueError, match="init-from"):  # no parent given to the agent
         agent.critic_loss(state.params["critic"], state, batch, jax.random.key(1))
     agent.anchor = loaded.params()
