@@ -7,8 +7,8 @@
 # 0. the previous data, a sample of what the deployed critic was trained on, written as the RLDS
 #    dataset vgps_sim (`vgps collect`, in bulk): EPISODES_BASE episodes per task of the
 #    simulation policy alone, and STEERED_BASE episodes per task and K in DEPLOY_KS steered by
-#    START (without the steered states, a fine-tune forgets how to rank the candidates it meets
-#    at a large K: stack_blocks at K = 50 fell from 0.74 to 0.44);
+#    START, as most of its training data were (round 1 measured that this alone does not hold
+#    stack_blocks at K = 50; the anchor, calql.anchor_weight in TRAIN_ARGS, did most of that);
 # 1. for round r = 1 .. ROUNDS:
 #    a. deploy the current critic through the live ROS 2 graph (`vgps up`), recording a bag per
 #       task and K, with the scripted corrector taking over when the arm heads into a known
@@ -24,8 +24,8 @@
 # The deployed critic starts as a copy of START (default models/sim_critic) in WORK/deployed;
 # models/ is never written here.
 #
-# Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, STEERED_BASE, EPISODES (per task, K and
-# round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
+# Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, STEERED_BASE, EPISODES
+# (per task, K and round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
 # EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, TRAIN_ARGS (more vgps-train options, e.g.
 # "--set val_every=0" for a smoke run too small to hold episodes out).
 set -euo pipefail

@@ -54,9 +54,9 @@ class CalQLConfig:
     # and a fresh actor's actions would make the first TD targets and regulariser garbage.
     critic_delay_steps: int = 0
     # Hold the critic's image-language encoder (ResNet + FiLM) at its initial weights and train
-    # only the Q head on its features. For a fine-tune (--init-from): a few thousand steps on a
-    # small deployment dataset otherwise wear away the features a deployed critic learnt from
-    # far more data (a grasp 2 cm beside a block), and an argmax over 50 candidates finds it.
+    # only the Q head on its features (a fine-tune that should keep the parent's features; about
+    # 40 % faster per step). Round 1 of the sim flywheel measured it: it did not keep the
+    # parent's choice of grasp at K = 50 - that drift is in the head (see anchor_weight).
     freeze_encoder: bool = False
     # Stay near the parent (--init-from) away from the data: anchor_weight * mean squared
     # difference, head by head, between this critic's Q and the parent's at the regulariser's
