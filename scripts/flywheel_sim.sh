@@ -8,16 +8,20 @@
 #    dataset vgps_sim (`vgps collect`, in bulk): EPISODES_BASE episodes per task of the
 #    simulation policy alone, and STEERED_BASE episodes per task and K in DEPLOY_KS steered by
 #    START, as most of its training data were (round 1 measured that this alone does not hold
-#    stack_blocks at K = 50; the anchor, calql.anchor_weight in TRAIN_ARGS, did most of that);
+#    stack_blocks at K = 50; the anchor, ANCHOR below, did most of that);
 # 1. for round r = 1 .. ROUNDS:
 #    a. deploy the current critic through the live ROS 2 graph (`vgps up`), recording a bag per
 #       task and K, with the scripted corrector taking over when the arm heads into a known
 #       failure (intervention:=sim); the simulator labels each episode's outcome;
 #    b. `vgps dataset build` every bag so far into the deployment dataset vgps_deploy
 #       (incremental: episodes are keyed by run id and never added twice);
-#    c. fine-tune each member of the deployed critic from its own weights (`vgps-train
-#       --config finetune --init-from`) on vgps_sim + vgps_deploy, export, and rebuild the
-#       ensemble;
+#    c. fine-tune each member of START (INIT_FROM=start, the default) or of the deployed critic
+#       (INIT_FROM=deployed) from its own weights (`vgps-train --config finetune --init-from`),
+#       held to it by the anchor (calql.anchor_weight=ANCHOR), on vgps_sim + vgps_deploy (every
+#       round's bags so far); export, and rebuild the ensemble (HEAD_REDUCTION). Round 2 in
+#       simulation measured why START is the default: a fine-tune of a fine-tune starts with a
+#       smaller conservative gap and spends the rest, and its steering collapsed
+#       (benchmarks/results/flywheel_sim_round2.md);
 #    d. `vgps critic compare NEW DEPLOYED --promote`: both critics on the same fresh seeds
 #       (K = 10 and 50, beta = 0); the new one replaces the deployed one only when it is not worse
 #       with 95 % confidence in every task and K (the old one is kept beside it).
@@ -26,7 +30,8 @@
 #
 # Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, STEERED_BASE, EPISODES
 # (per task, K and round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
-# EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, TRAIN_ARGS (more vgps-train options, e.g.
+# EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, INIT_FROM, ANCHOR, HEAD_REDUCTION, TRAIN_ARGS
+# (more vgps-train options, e.g.
 # "--set val_every=0" for a smoke run too small to hold episodes out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +43,10 @@ STEERED_BASE=${STEERED_BASE:-100}
 EPISODES=${EPISODES:-50}
 DEPLOY_KS=${DEPLOY_KS:-10 50}
 PERIOD=${PERIOD:-0.05}
-STEPS=${STEPS:-2000}
+STEPS=${STEPS:-2500}
+INIT_FROM=${INIT_FROM:-start}
+ANCHOR=${ANCHOR:-0.3}
+HEAD_REDUCTION=${HEAD_REDUCTION:-min}
 EVAL_EPISODES=${EVAL_EPISODES:-200}
 EVAL_KS=${EVAL_KS:-10 50}
 MARGIN=${MARGIN:-0.05}
@@ -48,6 +56,10 @@ VENV=${VENV:-.venv}
 IMAGE_SIZE=64
 export MUJOCO_GL=${MUJOCO_GL:-egl} TF_CPP_MIN_LOG_LEVEL=2
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+case "$INIT_FROM" in
+  start | deployed) ;;
+  *) echo "INIT_FROM must be start or deployed, not '$INIT_FROM'" >&2; exit 2 ;;
+esac
 mkdir -p "$WORK"
 if [ "$TASKS" = all ]; then
   TASK_LIST=$("$VENV/bin/python" -c "from vgps_widowx.sim.tasks import TASKS; print(' '.join(TASKS))")
@@ -114,22 +126,24 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "== 1b. round $r: every bag so far -> vgps_deploy (incremental)"
   "$VENV/bin/vgps" dataset build "$WORK"/round*/bags/* --out "$WORK/rlds" --name vgps_deploy
 
-  echo "== 1c. round $r: fine-tune each member of the deployed critic ($STEPS steps)"
+  if [ "$INIT_FROM" = start ]; then parent="$START"; else parent="$WORK/deployed"; fi
+  echo "== 1c. round $r: fine-tune each member of $parent ($STEPS steps, anchor $ANCHOR)"
   if [ ! -f "$R/critic/card.json" ]; then
     exported=()
     m=0
-    for member in $(members_of "$WORK/deployed"); do
+    for member in $(members_of "$parent"); do
       run="$R/run_m$m"
       "$VENV/bin/vgps-train" --config finetune --data-dir "$WORK/rlds" --run-dir "$run" \
         --init-from "$member" --dataset vgps_sim/1.0.0:1 --dataset vgps_deploy/1.0.0:1 \
-        --set steps="$STEPS" --set seed="$((SEED + 10 * r + m))" ${TRAIN_ARGS:-}
+        --set steps="$STEPS" --set seed="$((SEED + 10 * r + m))" \
+        --set calql.anchor_weight="$ANCHOR" ${TRAIN_ARGS:-}
       "$VENV/bin/vgps-train" export "$run" --out "$R/member$m" --name "sim-critic-r$r-m$m" --force
       exported+=("$R/member$m")
       m=$((m + 1))
     done
     if ((${#exported[@]} > 1)); then
       "$VENV/bin/vgps" critic ensemble "${exported[@]}" --out "$R/critic" --name sim-critic \
-        --head-reduction mean --force
+        --head-reduction "$HEAD_REDUCTION" --force
     else
       cp -r "${exported[0]}" "$R/critic"
     fi

@@ -19,7 +19,7 @@ from vgps_critic.config import BRIDGE_BOUNDS
 from vgps_critic.critic import Critic
 from vgps_critic.ensemble import save_ensemble
 from vgps_critic.random_critic import save_random_critic
-from vgps_training import finetune
+from vgps_training import finetune, lineage
 from vgps_training.cli import main as train_main
 from vgps_training.config import apply_overrides, preset
 from vgps_training.trainer import build_agent
@@ -142,6 +142,16 @@ def test_finetune_trains_exports_lineage_and_resumes(parent, deploy_dataset, tmp
     assert by_name["bridge_dataset"]["held_out"]["val_episodes"] > 0
     assert card.data["datasets"]["vgps_deploy"]["held_out"] == held
     assert "td_loss" in card.training["validation"]
+
+
+def test_a_relative_dataset_path_stays_relative_in_the_lineage(tmp_path, monkeypatch):
+    """A card shipped with a project must not name the folders of the machine that trained it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rlds" / "vgps_sim" / "1.0.0").mkdir(parents=True)
+    entry = lineage.dataset_lineage(Path("rlds/vgps_sim/1.0.0/"), "vgps_sim", "1.0.0")
+    assert entry == {"name": "vgps_sim", "version": "1.0.0", "path": "rlds/vgps_sim/1.0.0"}
+    absolute = lineage.dataset_lineage(tmp_path / "rlds" / "vgps_sim" / "1.0.0", "vgps_sim", "1")
+    assert absolute["path"] == str(tmp_path / "rlds" / "vgps_sim" / "1.0.0")
 
 
 def test_mismatches_are_named(parent, tmp_path, capsys):

@@ -55,9 +55,13 @@ def dataset_bags(path: str | os.PathLike[str]) -> list[dict[str, Any]] | None:
 
 
 def dataset_lineage(path: str | os.PathLike[str], name: str, version: str) -> dict[str, Any]:
-    """One dataset's lineage entry: name, version, absolute path and (where known) its bags."""
+    """One dataset's lineage entry: name, version, path and (where known) its bags.
+
+    The path is kept as the trainer was given it (relative to where it ran, like the parent's
+    and the bags' paths), so that a card shipped with a project names no machine's folders.
+    """
     entry: dict[str, Any] = {"name": name, "version": str(version),
-                             "path": os.path.abspath(os.fspath(path))}
+                             "path": os.path.normpath(os.fspath(path))}
     bags = dataset_bags(path)
     if bags is not None:
         entry["bags"] = bags
