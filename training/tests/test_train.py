@@ -159,3 +159,14 @@ def test_bridge_plus_fractal_mixture_trains(agent, tmp_path):
     assert info["deploy_dataset"] == "bridge_dataset"
     assert info["datasets"]["fractal20220817_data"]["bounds"]["high"][1] == pytest.approx(
         22.09052849)
+
+
+def test_a_closing_conservative_gap_is_reported_while_training(tmp_path, monkeypatch, capsys):
+    from vgps_training import gap_watch, trainer
+
+    # The real watch on a real run, made to fire at the first log: the trainer must feed it.
+    monkeypatch.setattr(trainer, "GapWatch",
+                        lambda: gap_watch.GapWatch(window=1, threshold=float("inf")))
+    assert _train(tmp_path / "run", "steps=2", "log_every=1") == 0
+    out, err = capsys.readouterr()
+    assert (out + err).count("WARNING: step 1: the conservative gap") == 1

@@ -33,6 +33,7 @@ from vgps_critic.language import ENCODER_DIMS, LanguageEncoder, get_encoder
 from vgps_training import distributed, finetune, lineage
 from vgps_training.agents import AGENTS
 from vgps_training.config import TrainConfig
+from vgps_training.gap_watch import GapWatch
 from vgps_training.logger import MetricLogger
 from vgps_training.validation import Validator
 
@@ -195,6 +196,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
     logger = MetricLogger(run_dir, tensorboard=tensorboard, wandb_project=wandb_project,
                           config=config.to_dict())
     last: dict[str, float] = {}
+    gap_watch = GapWatch()  # warns once if Cal-QL's conservative gap closes
     step_key = jax.random.fold_in(key, 1)
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps,
                desc=f"train {config.name}", disable=not progress)
@@ -210,6 +212,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
                 last = {k: float(v) for k, v in metrics.items()}
                 logger.log(done, last)
                 bar.set_postfix(critic=f"{last['critic_loss']:.3f}", q=f"{last['q_data']:.2f}")
+                if (warning := gap_watch.update(done, last)) is not None and progress:
+                    bar.write(f"WARNING: {warning}")
             if validator and (done % config.val_every == 0 or done == config.steps):
                 logger.log(done, validator(state, val_batches, jax.random.fold_in(key, 2)),
                            prefix="val")
