@@ -161,12 +161,15 @@ def test_bridge_plus_fractal_mixture_trains(agent, tmp_path):
         22.09052849)
 
 
-def test_a_closing_conservative_gap_is_reported_while_training(tmp_path, monkeypatch, capsys):
+def test_a_closing_conservative_gap_is_reported_while_training(tmp_path, monkeypatch, caplog):
+    import logging
+
     from vgps_training import gap_watch, trainer
 
     # The real watch on a real run, made to fire at the first log: the trainer must feed it.
     monkeypatch.setattr(trainer, "GapWatch",
                         lambda: gap_watch.GapWatch(window=1, threshold=float("inf")))
-    assert _train(tmp_path / "run", "steps=2", "log_every=1") == 0
-    out, err = capsys.readouterr()
-    assert (out + err).count("WARNING: step 1: the conservative gap") == 1
+    with caplog.at_level(logging.WARNING, logger="vgps_training.gap_watch"):
+        assert _train(tmp_path / "run", "steps=2", "log_every=1") == 0
+    reported = [r.getMessage() for r in caplog.records if r.name == "vgps_training.gap_watch"]
+    assert len(reported) == 1 and reported[0].startswith("step 1: the conservative gap")

@@ -212,8 +212,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
                 last = {k: float(v) for k, v in metrics.items()}
                 logger.log(done, last)
                 bar.set_postfix(critic=f"{last['critic_loss']:.3f}", q=f"{last['q_data']:.2f}")
-                if (warning := gap_watch.update(done, last)) is not None and progress:
-                    bar.write(f"WARNING: {warning}")
+                gap_watch.update(done, last)  # logs its warning itself, once
             if validator and (done % config.val_every == 0 or done == config.steps):
                 logger.log(done, validator(state, val_batches, jax.random.fold_in(key, 2)),
                            prefix="val")
