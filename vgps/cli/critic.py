@@ -49,16 +49,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=_info)
 
     ens = sub.add_parser(
-        "ensemble", help="combine trained critics into one deep ensemble (mean of their Q)",
+        "ensemble", help="combine trained critics into one deep ensemble (mean or min of their Q)",
         description="Copy two or more critic checkpoints into an ensemble directory that "
-                    "vgps_critic.load opens as one critic whose Q is the mean over members of "
-                    "each member's Q (its heads reduced by --head-reduction).")
+                    "vgps_critic.load opens as one critic whose Q is the mean (--reduction min: "
+                    "the minimum) over members of each member's Q (its heads reduced by "
+                    "--head-reduction).")
     ens.add_argument("members", nargs="+", help="critic checkpoint directories (two or more)")
     ens.add_argument("--out", required=True, help="destination ensemble directory")
     ens.add_argument("--name", required=True, help="ensemble name recorded in its card")
     ens.add_argument("--head-reduction", choices=("min", "mean"), default="min",
                      help="how each member's heads are reduced before the mean over members: "
                           "min (the V-GPS rule for one critic) or mean (mean of every head)")
+    ens.add_argument("--reduction", choices=("mean", "min"), default="mean",
+                     help="how the members are combined: mean (a deep ensemble) or min (a "
+                          "candidate scores what the member that likes it least gives it: a "
+                          "fine-tune's members beside its parent's, a guarded promotion)")
     ens.add_argument("--notes", default=None, metavar="JSON",
                      help="free-form record for the card (lineage, evaluation): a JSON file")
     ens.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -161,7 +166,7 @@ def _ensemble(args: argparse.Namespace) -> int:
         raise ValueError(f"an ensemble needs at least 2 members, got {len(args.members)}")
     notes = json.loads(Path(args.notes).read_text()) if args.notes else None
     card = save_ensemble(args.out, args.members, args.name, head_reduction=args.head_reduction,
-                         notes=notes, overwrite=args.force)
+                         notes=notes, overwrite=args.force, reduction=args.reduction)
     print(f"wrote {args.out}: {card.critic_id}, {len(card.member_cards)} members "
           f"({', '.join(c.critic_id for c in card.member_cards)})")
     return 0

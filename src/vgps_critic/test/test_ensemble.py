@@ -73,6 +73,27 @@ def test_mean_over_heads_averages_every_head_of_every_member(members, tmp_path, 
         save_ensemble(tmp_path / "bad", members, name="bad", head_reduction="max")
 
 
+def test_min_over_members_scores_each_candidate_by_the_member_that_likes_it_least(
+        members, tmp_path, rng):
+    path = tmp_path / "guarded"
+    card = save_ensemble(path, members, name="test-ensemble", reduction="min")
+    ensemble = vgps_critic.load(path)
+    image, language, actions = random_inputs(rng, SMALL, k=8)
+    per_member = np.stack([c.q(c.encode(image, language), actions)
+                           for c in (vgps_critic.load(m) for m in members)])  # (M, K)
+    features = ensemble.encode(image, language)
+    np.testing.assert_allclose(ensemble.q(features, actions), per_member.min(axis=0),
+                               rtol=1e-6)
+    # Not the mean, and the card and the id say so.
+    assert not np.allclose(per_member.min(axis=0), per_member.mean(axis=0))
+    assert read_ensemble_card(path).reduction == "min"
+    assert json.loads((path / "card.json").read_text())["reduction"] == "min"
+    assert card.critic_id != save_ensemble(tmp_path / "mean", members,
+                                           name="test-ensemble").critic_id
+    with pytest.raises(CheckpointError, match="reduction 'max'"):
+        save_ensemble(tmp_path / "bad", members, name="bad", reduction="max")
+
+
 def test_ensemble_id_names_its_members_in_order(ensemble_dir, members, tmp_path):
     card = read_ensemble_card(ensemble_dir)
     ids = [vgps_critic.load(m).critic_id for m in members]

@@ -75,11 +75,12 @@ def test_ensembles_are_blended_member_by_member(pair, tmp_path, small_card):
     extra = tmp_path / "extra"
     save_checkpoint(extra, small_card, perturbed_params(SMALL, seed=3))
     save_ensemble(tmp_path / "ens_new", [new, extra], name="ens", head_reduction="mean",
-                  notes={"recipe": "r"})
+                  notes={"recipe": "r"}, reduction="min")
     save_ensemble(tmp_path / "ens_old", [old, old], name="ens")
     summary = interpolate(tmp_path / "ens_new", tmp_path / "ens_old", 0.5, tmp_path / "out")
     card = read_ensemble_card(tmp_path / "out")
     assert card.head_reduction == "mean" and card.notes["recipe"] == "r"
+    assert card.reduction == "min"  # the new critic's reductions carry over
     assert card.notes["interpolation"]["weight"] == 0.5
     assert summary["members"] == [c.critic_id for c in card.member_cards]
     _, m1 = load_checkpoint(tmp_path / "out" / "members" / "1")

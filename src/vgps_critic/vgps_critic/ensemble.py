@@ -1,4 +1,4 @@
-"""Deep ensembles: several independently trained critics deployed as one, their Q averaged.
+"""Deep ensembles: several critics deployed as one, their Q averaged (or their minimum taken).
 
 Picking the best of K candidates by ``argmax Q`` also picks the candidate whose Q error is
 largest (the winner's curse), and the more candidates there are the worse it gets. Critics
@@ -8,8 +8,14 @@ their Q ranks candidates with less of that noise while what they agree on stays.
 Each member is a clipped double-Q network with several heads. ``head_reduction`` says how an
 ensemble reduces one member's heads before taking the mean over members: ``min`` (the V-GPS
 deployment rule for one critic, and the default) or ``mean`` (the ensemble's Q is then the mean of
-every head). The members' own cards' reduction is not used, so that the ensemble card alone, and
-its id, say what is deployed.
+every head). ``reduction`` then combines the members: ``mean`` (the default) or ``min``. The
+minimum scores a candidate by the member that likes it least, so a candidate wins only where
+every member rates it high: with a fine-tuned critic's members beside its parent's (the
+flywheel's guarded promotion), a choice the fine-tune learned to prefer is taken only where the
+parent does not rate it low, and a choice the parent overrated is dropped where the fine-tune
+learned otherwise. Members' Q must be on one scale for that (critics trained with Cal-QL's
+return calibration, a fine-tune and its parent, are). The members' own cards' reduction is not
+used, so that the ensemble card alone, and its id, say what is deployed.
 
 An ensemble is a directory:
 
@@ -57,7 +63,7 @@ from vgps_critic.language import LanguageEncoder
 
 FORMAT = "vgps-critic-ensemble"
 FORMAT_VERSION = 1
-REDUCTIONS = ("mean",)
+REDUCTIONS = ("mean", "min")
 HEAD_REDUCTIONS = ("min", "mean")
 
 
@@ -68,7 +74,7 @@ class EnsembleCard:
     name: str
     member_paths: tuple[str, ...]  # relative to the ensemble directory
     member_cards: tuple[CriticCard, ...]
-    reduction: str = "mean"  # over members
+    reduction: str = "mean"  # over members: mean or min
     head_reduction: str = "min"  # over each member's heads, before the members' mean
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -192,8 +198,9 @@ def read_ensemble_card(path: str | os.PathLike) -> EnsembleCard:
 
 
 class CriticEnsemble:
-    """Several critics scored as one: ``q`` is the mean over members of each member's Q
-    (its heads reduced by the card's ``head_reduction``).
+    """Several critics scored as one: ``q`` is the mean (or, by the card's ``reduction``, the
+    minimum) over members of each member's Q (its heads reduced by the card's
+    ``head_reduction``).
 
     Satisfies :class:`~vgps_critic.scorer.Scorer` like a single
     :class:`~vgps_critic.critic.Critic` (and offers ``q_members`` and ``q_heads``). ``encode``
@@ -249,8 +256,11 @@ class CriticEnsemble:
         return heads.min(axis=1) if self.card.head_reduction == "min" else heads.mean(axis=1)
 
     def q(self, features: Sequence[jax.Array], actions: np.ndarray) -> np.ndarray:
-        """float32 (K,): the mean over members of each member's deployed Q."""
-        return self.q_members(features, actions).mean(axis=0).astype(np.float32)
+        """float32 (K,): the mean (or minimum) over members of each member's deployed Q."""
+        per_member = self.q_members(features, actions)
+        combined = per_member.min(axis=0) if self.card.reduction == "min" \
+            else per_member.mean(axis=0)
+        return combined.astype(np.float32)
 
     def score(self, image: np.ndarray, instruction: str, actions: np.ndarray) -> np.ndarray:
         """``q(encode(image, embed(instruction)), actions)`` -> float32 (K,)."""
@@ -271,7 +281,7 @@ def load_ensemble(path: str | os.PathLike, language_encoder: LanguageEncoder | N
 
 def save_ensemble(path: str | os.PathLike, members: Sequence[str | os.PathLike], name: str,
                   head_reduction: str = "min", notes: dict[str, Any] | None = None,
-                  overwrite: bool = False) -> EnsembleCard:
+                  overwrite: bool = False, reduction: str = "mean") -> EnsembleCard:
     """Copy critic checkpoints into a new ensemble directory ``path`` (atomically).
 
     Args:
@@ -279,6 +289,7 @@ def save_ensemble(path: str | os.PathLike, members: Sequence[str | os.PathLike],
         members: two or more critic checkpoint directories (validated, parameters verified).
         name: the ensemble's name (its id is ``name@<hash of the reductions and members>``).
         head_reduction: ``min`` or ``mean`` over each member's heads (see the module doc).
+        reduction: ``mean`` or ``min`` over the members (see the module doc).
         notes: free-form JSON-able record (data lineage, evaluation) kept in the card.
         overwrite: replace ``path`` if it exists.
 
@@ -294,7 +305,8 @@ def save_ensemble(path: str | os.PathLike, members: Sequence[str | os.PathLike],
         cards.append(load_checkpoint(src, verify=True)[0])  # refuse a broken member up front
     rels = [f"members/{i}" for i in range(len(sources))]
     card = EnsembleCard(name=name, member_paths=tuple(rels), member_cards=tuple(cards),
-                        head_reduction=head_reduction, notes=dict(notes or {}))
+                        reduction=reduction, head_reduction=head_reduction,
+                        notes=dict(notes or {}))
     json.dumps(card.notes)  # fail early on notes that cannot be written
     if any(path == s or path in s.parents for s in sources):
         raise CheckpointError(f"{path} holds a member; write the ensemble somewhere else")

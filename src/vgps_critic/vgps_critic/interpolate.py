@@ -107,6 +107,6 @@ def interpolate(new: str | os.PathLike, old: str | os.PathLike, weight: float,
             "rule": RULE}}
         card = save_ensemble(out, members, name or new_card.name,
                              head_reduction=new_card.head_reduction, notes=notes,
-                             overwrite=overwrite)
+                             overwrite=overwrite, reduction=new_card.reduction)
     return {"critic_id": card.critic_id, "members": [c.critic_id for c in card.member_cards],
             "weight": weight}
