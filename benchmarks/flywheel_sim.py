@@ -9,6 +9,13 @@ and the command) and ``<out>.json``.
 
     MUJOCO_GL=egl python benchmarks/flywheel_sim.py --new out/flywheel/round1/critic \\
         --old models/sim_critic --episodes 200
+
+On a machine with cores to spare, run one part per K at once and merge them (the release
+decision runs in the part that does not skip it):
+
+    python benchmarks/flywheel_sim.py --new N --old O --k 10 --out out/part10 &
+    python benchmarks/flywheel_sim.py --new N --old O --k 50 --skip-release --out out/part50
+    python benchmarks/flywheel_sim.py --merge out/part10.json out/part50.json
 """
 
 from __future__ import annotations
@@ -96,8 +103,10 @@ def markdown(result: dict[str, Any], release: list[dict[str, Any]], command: str
     lines += ["| all | " + " | ".join(cells) + " |", "",
               f"Decision of `vgps critic compare` at margin {result['settings']['margin']}: "
               f"{'PROMOTE' if result['decision']['promote'] else 'REFUSE'} - "
-              f"{result['decision']['reason']}", "",
-              "## The release decision at the place pose (carrot, K = 50, 30 episodes, "
+              f"{result['decision']['reason']}", ""]
+    if not release:
+        return "\n".join(lines)
+    lines += ["## The release decision at the place pose (carrot, K = 50, 30 episodes, "
               "seed 3000)", "",
               "| critic | success | mixed release steps | chose hold | open mean Q higher |",
               "|---|---|---:|---|---:|"]
@@ -112,38 +121,86 @@ def markdown(result: dict[str, Any], release: list[dict[str, Any]], command: str
     return "\n".join(lines) + "\n"
 
 
+def merge(parts: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Runs of other K on the same critics and seeds as one result (decision taken again over
+    every condition) and the release rows of the part that measured them."""
+    from vgps.flywheel.compare import decide
+
+    first = parts[0]
+    for part in parts[1:]:
+        for key in ("new", "old"):
+            if part[key]["id"] != first[key]["id"]:
+                raise ValueError(f"the parts compare other critics: {key} {part[key]['id']} "
+                                 f"against {first[key]['id']}")
+        for key in ("seed", "episodes", "margin", "sim_tasks"):
+            if part["settings"].get(key) != first["settings"].get(key):
+                raise ValueError(f"the parts differ in {key}: {part['settings'].get(key)!r} "
+                                 f"against {first['settings'].get(key)!r}")
+    conditions = [c for part in parts for c in part["sim"]["conditions"]]
+    seen = [(c["task"], c["k"]) for c in conditions]
+    if len(set(seen)) != len(seen):
+        raise ValueError("the parts measure a condition twice")
+    releases = [part["release_decision"] for part in parts if part["release_decision"]]
+    if len(releases) > 1:
+        raise ValueError("more than one part measured the release decision")
+    settings = {**first["settings"], "k": sorted({c["k"] for c in conditions})}
+    result = {"new": first["new"], "old": first["old"], "settings": settings,
+              "sim": {"conditions": conditions, "pooled": pool(conditions)},
+              "decision": decide(conditions, None, settings["margin"]).to_json()}
+    return result, releases[0] if releases else []
+
+
+def _write(out: Path, result: dict[str, Any], release: list[dict[str, Any]],
+           command: str) -> str:
+    text = markdown(result, release, command)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (out.parent / f"{out.name}.md").write_text(text)
+    payload = {"command": command, "new": result["new"], "old": result["old"],
+               "settings": result["settings"], "sim": result["sim"],
+               "decision": result["decision"], "release_decision": release}
+    (out.parent / f"{out.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--new", required=True, help="the flywheel's critic")
-    parser.add_argument("--old", required=True, help="the critic it started from")
+    parser.add_argument("--new", help="the flywheel's critic")
+    parser.add_argument("--old", help="the critic it started from")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--k", type=int, action="append", default=None)
     parser.add_argument("--seed", type=int, default=900000, help="master seed (no round's)")
     parser.add_argument("--out", type=Path, default=RESULTS / "flywheel_sim")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--skip-release", action="store_true",
+                        help="leave the release decision to another part (see --merge)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="combine parts (one per K) written by this script into --out")
     args = parser.parse_args(argv)
     from vgps.flywheel.compare import CompareConfig, compare
     from vgps_widowx.sim import TASKS
 
     shown = sys.argv[1:] if argv is None else argv
     command = "MUJOCO_GL=egl python benchmarks/flywheel_sim.py " + shlex.join(shown)
+    if args.merge:
+        parts = [json.loads(path.read_text()) for path in args.merge]
+        result, release = merge(parts)
+        command = "; ".join([*(part["command"] for part in parts), command])
+        print(_write(args.out, result, release, command))
+        return 0
+    if not (args.new and args.old):
+        parser.error("--new and --old are needed (or --merge)")
     with tempfile.TemporaryDirectory() as tmp:
         result = compare(CompareConfig(new=args.new, old=args.old, sim_tasks=tuple(TASKS),
                                        episodes=args.episodes, ks=tuple(args.k or (10, 50)),
                                        seed=args.seed, image_size=64, report=Path(tmp)),
                          command=command, progress=not args.quiet)
-    release_decision = _release_module()
-    release = [release_decision.run_critic(c, "carrot_on_plate", 50, 30, 3000,
-                                           not args.quiet).summary()
-               for c in (args.old, args.new)]
-    text = markdown(result, release, command)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    (args.out.parent / f"{args.out.name}.md").write_text(text)
-    payload = {"command": command, "new": result["new"], "old": result["old"],
-               "settings": result["settings"], "sim": result["sim"],
-               "decision": result["decision"], "release_decision": release}
-    (args.out.parent / f"{args.out.name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    print(text)
+    release = []
+    if not args.skip_release:
+        release_decision = _release_module()
+        release = [release_decision.run_critic(c, "carrot_on_plate", 50, 30, 3000,
+                                               not args.quiet).summary()
+                   for c in (args.old, args.new)]
+    print(_write(args.out, result, release, command))
     return 0
 
 

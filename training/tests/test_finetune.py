@@ -304,3 +304,27 @@ def test_the_anchor_holds_the_critic_to_its_parent(parent, deploy_dataset, tmp_p
         from vgps_training.trainer import train
         train(_debug_config(tmp_path, deploy_dataset, "calql.anchor_weight=1.0", "steps=1"),
               tmp_path / "run", progress=False)
+
+
+@needs_bridge
+def test_the_centred_anchor_holds_the_ranking_and_lets_the_level_follow_the_data(
+        parent, deploy_dataset, tmp_path):
+    losses = {}
+    for centred in (False, True):
+        _, loaded, agent, state, _, batch = _parent_agent_and_batch(
+            parent, deploy_dataset, tmp_path, "calql.td_backup=data", "calql.anchor_weight=1.0",
+            f"calql.anchor_centered={str(centred).lower()}")
+        agent.anchor = loaded.params()
+        critic = state.params["critic"]
+        # Every Q raised by 0.5 (the head's bias): the level moved, the ranking did not.
+        raised = {**critic, "Dense_0": {**critic["Dense_0"],
+                                        "bias": critic["Dense_0"]["bias"] + 0.5}}
+        scaled = jax.tree_util.tree_map(lambda x: x * 1.05, critic)  # the ranking moves too
+        losses[centred] = [
+            float(agent.critic_loss(p, state, batch, jax.random.key(1))[1]["anchor_loss"])
+            for p in (critic, raised, scaled)]
+    value, centred = losses[False], losses[True]
+    assert value[0] == pytest.approx(0.0, abs=1e-8) and centred[0] == pytest.approx(0.0, abs=1e-8)
+    assert value[1] == pytest.approx(0.25, rel=1e-3)  # (0.5)^2 at every action
+    assert centred[1] == pytest.approx(0.0, abs=1e-6)
+    assert centred[2] > 1e-6 and value[2] > centred[2]

@@ -65,6 +65,13 @@ class CalQLConfig:
     # The data's own TD targets still move Q where the new data says something.
     anchor_weight: float = 0.0
     anchor_noise: float = 0.2
+    # Anchor the shape of Q over a state's actions, not its level: both critics' Q have their
+    # mean over the anchor actions (per state and head) removed before the difference. The
+    # value anchor pins the other candidates at the parent's level while the data's TD targets
+    # lower the actions the data took (take-overs labelled as failures), so the candidates the
+    # data never took overtake them; the centred anchor lets the level follow the data and
+    # keeps only the parent's ranking among a state's actions.
+    anchor_centered: bool = False
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
     init_temperature: float = 1.0
@@ -222,9 +229,12 @@ class CalQLAgent:
         noisy = jax.lax.stop_gradient(jnp.clip(batch["action"][:, None] + noise, -1.0, 1.0))
         q = jnp.concatenate([q_actions, self._q(critic_params, features, noisy)], axis=-1)
         parent_features = self._encode(self.anchor, batch["image"], batch["language"])
-        q_parent = self._q(self.anchor, parent_features,
-                           jnp.concatenate([actions, noisy], axis=1))
-        return jnp.mean((q - jax.lax.stop_gradient(q_parent)) ** 2)
+        q_parent = jax.lax.stop_gradient(
+            self._q(self.anchor, parent_features, jnp.concatenate([actions, noisy], axis=1)))
+        if cfg.anchor_centered:  # (E, B, 2N): compare shapes over each state's actions
+            q = q - q.mean(axis=-1, keepdims=True)
+            q_parent = q_parent - q_parent.mean(axis=-1, keepdims=True)
+        return jnp.mean((q - q_parent) ** 2)
 
     def actor_loss(self, actor_params: dict, state: TrainState, batch: dict[str, jax.Array],
                    key: jax.Array) -> tuple[jax.Array, dict]:
