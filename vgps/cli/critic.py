@@ -60,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ens.add_argument("--head-reduction", choices=("min", "mean"), default="min",
                      help="how each member's heads are reduced before the mean over members: "
                           "min (the V-GPS rule for one critic) or mean (mean of every head)")
-    ens.add_argument("--reduction", choices=("mean", "min", "min_centered"), default="mean",
+    ens.add_argument("--reduction", choices=("mean", "min"), default="mean",
                      help="how the members are combined: mean (a deep ensemble) or min (a "
                           "candidate scores what the member that likes it least gives it: a "
                           "fine-tune's members beside its parent's, a guarded promotion)")

@@ -63,7 +63,7 @@ from vgps_critic.language import LanguageEncoder
 
 FORMAT = "vgps-critic-ensemble"
 FORMAT_VERSION = 1
-REDUCTIONS = ("mean", "min", "min_centered")
+REDUCTIONS = ("mean", "min")
 HEAD_REDUCTIONS = ("min", "mean")
 
 
@@ -258,13 +258,8 @@ class CriticEnsemble:
     def q(self, features: Sequence[jax.Array], actions: np.ndarray) -> np.ndarray:
         """float32 (K,): the mean (or minimum) over members of each member's deployed Q."""
         per_member = self.q_members(features, actions)
-        if self.card.reduction == "min":
-            combined = per_member.min(axis=0)
-        elif self.card.reduction == "min_centered":
-            centre = per_member.mean(axis=1, keepdims=True)  # (M, 1): each member's level here
-            combined = (per_member - centre).min(axis=0) + centre.mean()
-        else:
-            combined = per_member.mean(axis=0)
+        combined = per_member.min(axis=0) if self.card.reduction == "min" \
+            else per_member.mean(axis=0)
         return combined.astype(np.float32)
 
     def score(self, image: np.ndarray, instruction: str, actions: np.ndarray) -> np.ndarray:
