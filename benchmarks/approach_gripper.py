@@ -38,17 +38,18 @@ RESULTS = ROOT / "benchmarks" / "results"
 IMAGE_SIZE = 64
 
 
-def approach_states(critics: list[str], task: str, k: int, episodes: int, seed: int,
+def approach_states(steerers: dict[str, Any], task: str, k: int, episodes: int, seed: int,
                     progress: bool) -> list[dict[str, Any]]:
     """One row per approach state: ``{"seed", "step", "expert_closes", "close" (K bools),
-    "q": {critic: K floats}}``; the episodes are steered by ``critics[0]``."""
+    "q": {critic: K floats}}``; ``steerers`` maps each critic to its greedy
+    :class:`~vgps_critic.steering.Steerer`, and the first one steers the episodes."""
     from tqdm import tqdm
 
-    from vgps.evaluation.runner import episode_seed, in_process_policy, load_steerer
+    from vgps.evaluation.runner import episode_seed, in_process_policy
     from vgps_widowx.sim.env import SimEnvConfig, WidowXSimEnv
     from vgps_widowx.sim.scripted import ScriptedPolicy
 
-    steerers = {c: load_steerer(c, 0.0) for c in critics}
+    first, *others = steerers
     policy = in_process_policy("sim")
     env = WidowXSimEnv(SimEnvConfig(image_size=(IMAGE_SIZE, IMAGE_SIZE)))
     rows = []
@@ -63,17 +64,17 @@ def approach_states(critics: list[str], task: str, k: int, episodes: int, seed: 
                 state = env.privileged_state()
                 expert_closes = bool(expert.act(state)[6] < 0.5)
                 chunks = policy.sample({**obs, "privileged": state}, env.instruction, k, rng)
-                choice = steerers[critics[0]].choose(obs["image"], env.instruction, chunks,
-                                                     None).index
+                decision = steerers[first].choose(obs["image"], env.instruction, chunks, None)
                 close = chunks[:, 0, 6] < 0.5
                 if not state["object_grasped"] and state["gripper"] > 0.5 \
                         and 0 < int(close.sum()) < k:
-                    q = {c: [float(v) for v in st.choose(obs["image"], env.instruction,
-                                                          chunks, None).q_values]
-                         for c, st in steerers.items()}
+                    scores = {first: decision.q_values}
+                    scores.update({c: steerers[c].choose(obs["image"], env.instruction, chunks,
+                                                         None).q_values for c in others})
+                    q = {c: [float(v) for v in values] for c, values in scores.items()}
                     rows.append({"seed": int(s), "step": step, "expert_closes": expert_closes,
                                  "close": [bool(v) for v in close], "q": q})
-                obs, _, terminated, truncated, _ = env.step(chunks[choice, 0])
+                obs, _, terminated, truncated, _ = env.step(chunks[decision.index, 0])
                 if terminated or truncated:
                     break
     finally:
@@ -143,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     for c in args.critic:
         if not (Path(c) / "card.json").is_file():
             parser.error(f"--critic {c}: no critic checkpoint there (card.json missing)")
-    import vgps_critic
+    from vgps.evaluation.runner import load_steerer
 
-    ids = {c: vgps_critic.load(c).critic_id for c in args.critic}
+    steerers = {c: load_steerer(c, 0.0) for c in args.critic}  # loaded once each
+    ids = {c: st.critic.critic_id for c, st in steerers.items()}
     shown = sys.argv[1:] if argv is None else argv
     command = "MUJOCO_GL=egl python benchmarks/approach_gripper.py " + shlex.join(shown)
-    rows = approach_states(args.critic, args.task, args.k, args.episodes, args.seed,
+    rows = approach_states(steerers, args.task, args.k, args.episodes, args.seed,
                            not args.quiet)
     summaries = [summarize(rows, c) for c in args.critic]
     settings = {"task": args.task, "k": args.k, "episodes": args.episodes, "seed": args.seed}
