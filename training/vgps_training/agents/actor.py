@@ -1,4 +1,6 @@
-"""Tanh-squashed Gaussian policy on the critic's image features (used only by the regulariser)."""
+"""Heads on the critic's image features that are never deployed: the tanh-squashed Gaussian
+policy (used by the regulariser and the policy TD target) and the state-value head (the
+expectile TD target)."""
 
 from __future__ import annotations
 
@@ -47,3 +49,16 @@ def sample_tanh_gaussian(mean: jax.Array, log_std: jax.Array, key: jax.Array,
     # log(1 - tanh(x)^2) computed stably as 2 (log 2 - x - softplus(-2x))
     correction = 2.0 * (jnp.log(2.0) - pre - jax.nn.softplus(-2.0 * pre))
     return jnp.tanh(pre), jnp.sum(gaussian_logp - correction, axis=-1)
+
+
+class ValueHead(nn.Module):
+    """V(features): MLP -> scalar, (B, D) -> (B,)."""
+
+    hidden: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        x = features
+        for width in self.hidden:
+            x = nn.swish(nn.Dense(width)(x))
+        return nn.Dense(1, name="value")(x)[..., 0]

@@ -26,7 +26,7 @@ import optax
 from vgps_critic.config import CriticConfig
 from vgps_critic.model import QNetwork, init_params
 from vgps_training.agents import losses
-from vgps_training.agents.actor import TanhGaussianActor, sample_tanh_gaussian
+from vgps_training.agents.actor import TanhGaussianActor, ValueHead, sample_tanh_gaussian
 from vgps_training.agents.common import TrainState, apply_gradients, optimizer
 
 
@@ -44,7 +44,15 @@ class CalQLConfig:
     # "data": from the action the data took next (in-sample, SARSA-like: the behaviour's value,
     # which V-GPS's argmax over candidates then improves on). A critic continued from a
     # deployed one has no actor, and a fresh actor's targets pull the parent's values apart.
-    td_backup: Literal["policy", "data"] = "policy"
+    # "expectile": from V(s'), a value head on the critic's (stop-gradient) features fitted by
+    # expectile regression to the target critic's Q at the data's actions (IQL's value): an
+    # in-sample estimate of the best the data's actions do at s', not their average. V-GPS
+    # executes the best of K candidates, not the behaviour's next action, and "data" learns
+    # the behaviour's value: round 3 of the sim flywheel traced its early gripper close on the
+    # way to the object to that target (docs/flywheel.md).
+    td_backup: Literal["policy", "data", "expectile"] = "policy"
+    expectile: float = 0.9  # td_backup="expectile": 0.5 is the mean (as "data"), -> 1 the max
+    value_lr: float = 3e-4
     critic_lr: float = 3e-4
     actor_lr: float = 1e-4
     temperature_lr: float = 3e-4
@@ -93,7 +101,9 @@ class CalQLConfig:
             "critic_delay_steps": self.critic_delay_steps >= 0,
             "target_update_rate": 0.0 < self.target_update_rate <= 1.0,
             "init_temperature": self.init_temperature > 0.0,
-            "td_backup": self.td_backup in ("policy", "data"),
+            "td_backup": self.td_backup in ("policy", "data", "expectile"),
+            "expectile": 0.0 < self.expectile < 1.0,
+            "value_lr": self.value_lr > 0.0,
             "anchor_weight": self.anchor_weight >= 0.0,
             "anchor_noise": self.anchor_noise >= 0.0,
         }
@@ -111,12 +121,15 @@ class CalQLAgent:
         self.config = config or CalQLConfig()
         self.critic = QNetwork(critic_config)
         self.actor = TanhGaussianActor(critic_config.action_dim, self.config.actor_hidden)
+        self.value = ValueHead(self.config.actor_hidden)
         cfg = self.config
         self.optimizers = {
             "critic": optimizer(cfg.critic_lr, cfg.warmup_steps, cfg.critic_delay_steps),
             "actor": optimizer(cfg.actor_lr, cfg.warmup_steps),
             "log_alpha": optimizer(cfg.temperature_lr, cfg.warmup_steps),
         }
+        if cfg.td_backup == "expectile":  # V learns during the critic's delay, as the actor does
+            self.optimizers["value"] = optimizer(cfg.value_lr, cfg.warmup_steps)
         # The parent critic's parameters (anchor_weight > 0): set by the trainer from
         # --init-from; constants of the jitted update, never trained.
         self.anchor: dict | None = None
@@ -132,6 +145,8 @@ class CalQLAgent:
             "actor": self.actor.init(k_actor, features)["params"],
             "log_alpha": jnp.log(jnp.asarray(self.config.init_temperature, jnp.float32)),
         }
+        if "value" in self.optimizers:
+            params["value"] = self.value.init(jax.random.fold_in(k_actor, 1), features)["params"]
         opt_state = {name: opt.init(params[name]) for name, opt in self.optimizers.items()}
         return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                           target_critic=jax.tree_util.tree_map(jnp.array, critic),
@@ -183,10 +198,14 @@ class CalQLAgent:
             if "next_action" not in batch:
                 raise ValueError("CalQLConfig.td_backup='data' needs batch['next_action']")
             next_actions = batch["next_action"][:, None]
-        else:
+        elif cfg.td_backup == "policy":
             n_backup = n if cfg.max_target_backup else 1
             next_actions, _ = self._policy(actor, next_features, k_next, n_backup)
-        next_q = self._q(state.target_critic, target_next, next_actions).min(axis=0).max(axis=-1)
+        if cfg.td_backup == "expectile":
+            next_q = self.value.apply({"params": state.params["value"]}, next_features)
+        else:
+            next_q = self._q(state.target_critic, target_next, next_actions).min(
+                axis=0).max(axis=-1)
         target = losses.td_target(batch["reward"], batch["mask"], next_q, cfg.discount)
 
         q_data = self._q(critic_params, features, batch["action"][:, None])[..., 0]  # (E, B)
@@ -247,6 +266,19 @@ class CalQLAgent:
         return loss, {"actor_loss": loss, "entropy": -logp.mean(), "alpha": alpha,
                       "_logp": logp[:, 0]}
 
+    def value_loss(self, value_params: dict, state: TrainState,
+                   batch: dict[str, jax.Array]) -> tuple[jax.Array, dict]:
+        """Expectile regression of V(s) on the target critic's Q(s, a_data) (min over heads)."""
+        critic = jax.lax.stop_gradient(state.params["critic"])
+        features = jax.lax.stop_gradient(
+            self._encode(critic, batch["image"], batch["language"]))
+        target_features = self._encode(state.target_critic, batch["image"], batch["language"])
+        q = self._q(state.target_critic, target_features, batch["action"][:, None])
+        q = jax.lax.stop_gradient(q.min(axis=0)[:, 0])
+        v = self.value.apply({"params": value_params}, features)
+        loss = losses.expectile_loss(q - v, self.config.expectile)
+        return loss, {"value_loss": loss, "v": v.mean()}
+
     # -- the update -------------------------------------------------------------------------------
     def update(self, state: TrainState, batch: dict[str, Any],
                key: jax.Array) -> tuple[TrainState, dict]:
@@ -261,6 +293,10 @@ class CalQLAgent:
         grads = {"critic": c_grads, "actor": a_grads, "log_alpha": t_grad}
         metrics = {**c_metrics, **a_metrics, "temperature_loss": t_loss,
                    "critic_grad_norm": optax.global_norm(c_grads)}
+        if "value" in self.optimizers:
+            (_, v_metrics), grads["value"] = jax.value_and_grad(self.value_loss, has_aux=True)(
+                state.params["value"], state, batch)
+            metrics.update(v_metrics)
         return apply_gradients(self.optimizers, state, grads,
                                self.config.target_update_rate), metrics
 
