@@ -138,3 +138,13 @@ def deploy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve 6-step deployment episodes from two bags, alternating success and failure."""
     episodes = [(f"{run}/{i:04d}", i % 2 == 0) for run in ("aa11", "bb22") for i in range(6)]
     return write_deploy_dataset(tmp_path_factory.mktemp("rlds"), episodes)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> Path:
+    """A parent critic in the debug preset's architecture (tiny, 32x32, MiniLM), bridge bounds."""
+    from vgps_critic.random_critic import save_random_critic
+
+    path = tmp_path_factory.mktemp("parent") / "critic"
+    save_random_critic(path, preset="tiny", seed=3)
+    return path

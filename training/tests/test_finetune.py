@@ -13,6 +13,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from finetune_setup import BRIDGE_ROOT, REPO, debug_config, needs_bridge, parent_agent_and_batch
+
 import vgps_critic
 from vgps_critic.checkpoint import load_checkpoint
 from vgps_critic.config import BRIDGE_BOUNDS
@@ -24,34 +26,12 @@ from vgps_training.cli import main as train_main
 from vgps_training.config import apply_overrides, preset
 from vgps_training.trainer import build_agent
 
-REPO = Path(__file__).resolve().parents[2]
-BRIDGE_ROOT = REPO.parent / "shared" / "data" / "bridge_debug"
-needs_bridge = pytest.mark.skipif(not (BRIDGE_ROOT / "bridge_dataset" / "1.0.0").is_dir(),
-                                  reason=f"Bridge debug slice not found at {BRIDGE_ROOT}")
-
-
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory) -> Path:
-    """A parent critic in the debug preset's architecture (tiny, 32x32, MiniLM), bridge bounds."""
-    path = tmp_path_factory.mktemp("parent") / "critic"
-    save_random_critic(path, preset="tiny", seed=3)
-    return path
-
-
-def _debug_config(tmp_path: Path, deploy: Path, *overrides: str):
-    config = apply_overrides(preset("debug", str(BRIDGE_ROOT)), list(overrides))
-    data = dataclasses.replace(
-        config.data, cache_dir=str(tmp_path / "cache"), val_fraction=0.3,
-        datasets=(*config.data.datasets,
-                  dataclasses.replace(config.data.datasets[0], path=str(deploy))))
-    return dataclasses.replace(config, data=data)
-
 
 @needs_bridge
 def test_step_zero_q_values_equal_the_parents_exactly(parent, deploy_dataset, tmp_path):
     from vgps_training.data.pipeline import make_dataset
 
-    config = _debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}")
+    config = debug_config(tmp_path, deploy_dataset, f"init_from={json.dumps(str(parent))}")
     loaded = finetune.load_parent(config.init_from)
     config = finetune.resolve_config(config, loaded)
     assert all(d.action_bounds == BRIDGE_BOUNDS for d in config.data.datasets)
@@ -81,26 +61,6 @@ def test_step_zero_q_values_equal_the_parents_exactly(parent, deploy_dataset, tm
     q_deployed = [reference.score(img, instruction, act[None])[0]
                   for img, act in zip(batch["image"], batch["raw_action"])]
     np.testing.assert_allclose(np.asarray(q_train), q_deployed, rtol=1e-4, atol=1e-4)
-
-
-def _parent_agent_and_batch(parent: Path, deploy: Path, tmp_path: Path, *overrides: str):
-    """A debug-preset Cal-QL agent continued from ``parent`` (``overrides`` applied), its
-    initial state, and one unaugmented batch of Bridge + ``deploy``: (config, parent, agent,
-    state, raw batch, agent batch)."""
-    from vgps_critic.language import get_encoder
-    from vgps_training.data.pipeline import make_dataset
-    from vgps_training.trainer import InstructionEmbedder, to_agent_batch
-
-    config = _debug_config(tmp_path, deploy, f"init_from={json.dumps(str(parent))}", *overrides)
-    loaded = finetune.load_parent(config.init_from)
-    config = finetune.resolve_config(config, loaded)
-    agent = build_agent(config)
-    state = finetune.initial_state(agent.init(jax.random.key(7)), loaded)
-    raw = next(make_dataset(dataclasses.replace(config.data, train=False,
-                                                subset="all")).as_numpy())
-    batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
-    batch = {k: v for k, v in batch.items() if k != "episode_success"}
-    return config, loaded, agent, state, raw, batch
 
 
 @needs_bridge
@@ -226,36 +186,9 @@ def test_ensemble_members_are_chosen_explicitly(parent, tmp_path):
 
 
 @needs_bridge
-def test_data_backup_bootstraps_from_the_datas_next_action_not_the_actor(parent, deploy_dataset,
-                                                                         tmp_path):
-    _, _, agent, state, raw, batch = _parent_agent_and_batch(
-        parent, deploy_dataset, tmp_path, "calql.td_backup=data")
-    # the data's next action: the same episode's action one step later (the last repeats itself)
-    assert raw["next_action"].shape == raw["action"].shape
-
-    def td_target(state, backup: str) -> np.ndarray:
-        agent.config = dataclasses.replace(agent.config, td_backup=backup)
-        _, metrics = agent.critic_loss(state.params["critic"], state, batch, jax.random.key(1))
-        return float(metrics["td_target"])
-
-    nxt = agent.critic.apply({"params": state.target_critic}, batch["next_image"],
-                             batch["language"], batch["next_action"]).min(axis=0)
-    want = np.mean(batch["reward"] + agent.config.discount * batch["mask"] * np.asarray(nxt))
-    assert td_target(state, "data") == pytest.approx(want, rel=1e-4, abs=1e-4)
-    # another actor changes the policy backup's target, not the data backup's
-    other = dataclasses.replace(state, params={**state.params, "actor": jax.tree_util.tree_map(
-        lambda x: x + 0.5, state.params["actor"])})
-    assert td_target(other, "data") == pytest.approx(td_target(state, "data"), abs=1e-6)
-    assert td_target(other, "policy") != pytest.approx(td_target(state, "policy"), abs=1e-3)
-    del batch["next_action"]
-    with pytest.raises(ValueError, match="next_action"):
-        td_target(state, "data")
-
-
-@needs_bridge
 def test_a_frozen_encoder_stays_at_the_parents_weights_while_the_head_learns(
         parent, deploy_dataset, tmp_path):
-    config, _, agent, state, _, batch = _parent_agent_and_batch(
+    config, _, agent, state, _, batch = parent_agent_and_batch(
         parent, deploy_dataset, tmp_path, "calql.td_backup=data", "calql.freeze_encoder=true",
         "calql.critic_delay_steps=0", "calql.warmup_steps=0")
     assert config.calql.freeze_encoder
@@ -281,7 +214,7 @@ def test_a_frozen_encoder_stays_at_the_parents_weights_while_the_head_learns(
 
 @needs_bridge
 def test_the_anchor_holds_the_critic_to_its_parent(parent, deploy_dataset, tmp_path):
-    config, loaded, agent, state, _, batch = _parent_agent_and_batch(
+    config, loaded, agent, state, _, batch = parent_agent_and_batch(
         parent, deploy_dataset, tmp_path, "calql.td_backup=data", "calql.anchor_weight=2.0")
     with pytest.raises(ValueError, match="init-from"):  # no parent given to the agent
         agent.critic_loss(state.params["critic"], state, batch, jax.random.key(1))
@@ -302,7 +235,7 @@ def test_the_anchor_holds_the_critic_to_its_parent(parent, deploy_dataset, tmp_p
     # the trainer refuses an anchor without a parent
     with pytest.raises(ValueError, match="anchor"):
         from vgps_training.trainer import train
-        train(_debug_config(tmp_path, deploy_dataset, "calql.anchor_weight=1.0", "steps=1"),
+        train(debug_config(tmp_path, deploy_dataset, "calql.anchor_weight=1.0", "steps=1"),
               tmp_path / "run", progress=False)
 
 
@@ -311,7 +244,7 @@ def test_the_centred_anchor_holds_the_ranking_and_lets_the_level_follow_the_data
         parent, deploy_dataset, tmp_path):
     losses = {}
     for centred in (False, True):
-        _, loaded, agent, state, _, batch = _parent_agent_and_batch(
+        _, loaded, agent, state, _, batch = parent_agent_and_batch(
             parent, deploy_dataset, tmp_path, "calql.td_backup=data", "calql.anchor_weight=1.0",
             f"calql.anchor_centered={str(centred).lower()}")
         agent.anchor = loaded.params()
@@ -328,86 +261,3 @@ def test_the_centred_anchor_holds_the_ranking_and_lets_the_level_follow_the_data
     assert value[1] == pytest.approx(0.25, rel=1e-3)  # (0.5)^2 at every action
     assert centred[1] == pytest.approx(0.0, abs=1e-6)
     assert centred[2] > 1e-6 and value[2] > centred[2]
-
-
-@needs_bridge
-def test_expectile_backup_bootstraps_from_v_which_fits_an_upper_expectile_of_q(
-        parent, deploy_dataset, tmp_path):
-    _, _, agent, state, _, batch = _parent_agent_and_batch(
-        parent, deploy_dataset, tmp_path, "calql.td_backup=expectile", "calql.expectile=0.9")
-    assert set(state.params) == {"critic", "actor", "log_alpha", "value"}
-    critic = state.params["critic"]
-
-    def td_target(state) -> float:
-        _, metrics = agent.critic_loss(state.params["critic"], state, batch, jax.random.key(1))
-        return float(metrics["td_target"])
-
-    # the target is r + gamma * mask * V(s'), V on the critic's own features at s'
-    features = agent.critic.apply({"params": critic}, batch["next_image"], batch["language"],
-                                  method="encode")
-    v_next = np.asarray(agent.value.apply({"params": state.params["value"]}, features))
-    want = np.mean(batch["reward"] + agent.config.discount * batch["mask"] * v_next)
-    assert td_target(state) == pytest.approx(want, rel=1e-4, abs=1e-4)
-    # another actor leaves it; another V moves it by gamma * mask * the shift
-    shifted = jax.tree_util.tree_map(lambda x: x + 0.0, state.params["value"])
-    shifted["value"]["bias"] = shifted["value"]["bias"] + 1.0
-    other_v = dataclasses.replace(state, params={**state.params, "value": shifted})
-    actor = jax.tree_util.tree_map(lambda x: x + 0.5, state.params["actor"])
-    other_actor = dataclasses.replace(state, params={**state.params, "actor": actor})
-    assert td_target(other_actor) == pytest.approx(td_target(state), abs=1e-6)
-    assert td_target(other_v) - td_target(state) == pytest.approx(
-        agent.config.discount * float(np.mean(batch["mask"])), rel=1e-4)
-
-    # V's loss is the expectile regression of the target critic's Q at the data's actions (min
-    # over heads) on V: the constant shift of V that minimises it is the expectile of Q - V,
-    # computed here by hand
-    q = np.asarray(agent.critic.apply({"params": state.target_critic}, batch["image"],
-                                      batch["language"], batch["action"]).min(axis=0))
-    v = np.asarray(agent.value.apply({"params": state.params["value"]}, agent.critic.apply(
-        {"params": critic}, batch["image"], batch["language"], method="encode")))
-    residual = (q - v).astype(np.float64)
-    assert np.ptp(residual) > 1e-4
-
-    def expectile_by_hand(tau: float) -> float:  # the root of sum w(r - m) (r - m) = 0
-        low, high = residual.min(), residual.max()
-        for _ in range(100):
-            m = (low + high) / 2
-            d = residual - m
-            if np.sum(np.where(d > 0, tau, 1 - tau) * d) > 0:
-                low = m
-            else:
-                high = m
-        return float(m)
-
-    shifts = np.linspace(residual.min(), residual.max(), 2001)
-    step = float(shifts[1] - shifts[0])
-
-    def best_shift(tau: float) -> float:
-        agent.config = dataclasses.replace(agent.config, expectile=tau)
-
-        def loss(shift):
-            params = {**state.params["value"], "value": {
-                **state.params["value"]["value"],
-                "bias": state.params["value"]["value"]["bias"] + shift}}
-            return agent.value_loss(params, state, batch)[0]
-
-        return float(shifts[int(np.argmin(jax.jit(jax.vmap(loss))(shifts)))])
-
-    got = {tau: best_shift(tau) for tau in (0.1, 0.5, 0.9)}
-    for tau, shift in got.items():
-        assert shift == pytest.approx(expectile_by_hand(tau), abs=2 * step)
-    assert got[0.5] == pytest.approx(float(np.mean(residual)), abs=2 * step)  # 0.5: the mean
-    assert got[0.1] < got[0.5] < got[0.9]
-
-    # one jitted update trains V (and only with this backup is there a V to train)
-    new_state, metrics = jax.jit(agent.update)(state, batch, jax.random.key(3))
-    assert np.isfinite(float(metrics["value_loss"]))
-    moved = max(float(np.abs(a - b).max()) for a, b in zip(
-        jax.tree_util.tree_leaves(new_state.params["value"]),
-        jax.tree_util.tree_leaves(state.params["value"])))
-    assert moved > 0.0
-    _, _, data_agent, data_state, _, _ = _parent_agent_and_batch(
-        parent, deploy_dataset, tmp_path / "data", "calql.td_backup=data")
-    assert "value" not in data_state.params and "value" not in data_agent.optimizers
-    with pytest.raises(ValueError, match="expectile"):
-        apply_overrides(preset("debug", "data"), ["calql.expectile=1.0"])
