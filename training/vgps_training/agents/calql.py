@@ -49,7 +49,8 @@ class CalQLConfig:
     # in-sample estimate of the best the data's actions do at s', not their average. V-GPS
     # executes the best of K candidates, not the behaviour's next action, and "data" learns
     # the behaviour's value: round 3 of the sim flywheel traced its early gripper close on the
-    # way to the object to that target (docs/flywheel.md).
+    # way to the object to that target. Measured after it: "expectile" keeps the gripper open
+    # there and still steers stack_blocks worse than "data" (docs/flywheel.md).
     td_backup: Literal["policy", "data", "expectile"] = "policy"
     expectile: float = 0.9  # td_backup="expectile": 0.5 is the mean (as "data"), -> 1 the max
     value_lr: float = 3e-4
