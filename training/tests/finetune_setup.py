@@ -26,7 +26,6 @@ needs_bridge = pytest.mark.skipif(not (BRIDGE_ROOT / "bridge_dataset" / "1.0.0")
                                   reason=f"Bridge debug slice not found at {BRIDGE_ROOT}")
 
 
-
 def debug_config(tmp_path: Path, deploy: Path, *overrides: str):
     config = apply_overrides(preset("debug", str(BRIDGE_ROOT)), list(overrides))
     data = dataclasses.replace(

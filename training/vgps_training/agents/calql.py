@@ -192,19 +192,21 @@ class CalQLAgent:
             features = jax.lax.stop_gradient(features)
         next_features = jax.lax.stop_gradient(
             self._encode(critic_params, batch["next_image"], batch["language"]))
-        target_next = self._encode(state.target_critic, batch["next_image"], batch["language"])
 
-        # TD target from the target critic at pi(s') (max over samples if max_target_backup)
-        if cfg.td_backup == "data":
-            if "next_action" not in batch:
-                raise ValueError("CalQLConfig.td_backup='data' needs batch['next_action']")
-            next_actions = batch["next_action"][:, None]
-        elif cfg.td_backup == "policy":
-            n_backup = n if cfg.max_target_backup else 1
-            next_actions, _ = self._policy(actor, next_features, k_next, n_backup)
+        # TD target: V(s') (expectile), else the target critic at the data's next action or at
+        # pi(s') (max over samples if max_target_backup)
         if cfg.td_backup == "expectile":
             next_q = self.value.apply({"params": state.params["value"]}, next_features)
         else:
+            if cfg.td_backup == "data":
+                if "next_action" not in batch:
+                    raise ValueError("CalQLConfig.td_backup='data' needs batch['next_action']")
+                next_actions = batch["next_action"][:, None]
+            else:
+                n_backup = n if cfg.max_target_backup else 1
+                next_actions, _ = self._policy(actor, next_features, k_next, n_backup)
+            target_next = self._encode(state.target_critic, batch["next_image"],
+                                       batch["language"])
             next_q = self._q(state.target_critic, target_next, next_actions).min(
                 axis=0).max(axis=-1)
         target = losses.td_target(batch["reward"], batch["mask"], next_q, cfg.discount)
