@@ -261,3 +261,33 @@ def test_the_centred_anchor_holds_the_ranking_and_lets_the_level_follow_the_data
     assert value[1] == pytest.approx(0.25, rel=1e-3)  # (0.5)^2 at every action
     assert centred[1] == pytest.approx(0.0, abs=1e-6)
     assert centred[2] > 1e-6 and value[2] > centred[2]
+
+
+@needs_bridge
+def test_the_anchor_can_also_hold_the_other_gripper_command_at_the_datas_motion(
+        parent, deploy_dataset, tmp_path):
+    anchors = {}
+    for flip in (False, True):
+        config, loaded, agent, state, _, batch = parent_agent_and_batch(
+            parent, deploy_dataset, tmp_path, "calql.td_backup=data", "calql.anchor_weight=1.0",
+            f"calql.anchor_flip_gripper={str(flip).lower()}")
+        agent.anchor = loaded.params()
+        moved = jax.tree_util.tree_map(lambda x: x * 1.05, state.params["critic"])
+        anchors[flip] = float(
+            agent.critic_loss(moved, state, batch, jax.random.key(1))[1]["anchor_loss"])
+    # By hand: the same noisy copies of the data's actions, gripper negated.
+    n, a = config.calql.cql_n_actions, batch["action"].shape[-1]
+    noise = config.calql.anchor_noise * jax.random.normal(
+        jax.random.fold_in(jax.random.key(1), 5), (batch["action"].shape[0], n, a))
+    noisy = np.clip(np.asarray(batch["action"])[:, None] + np.asarray(noise), -1.0, 1.0)
+    flipped = noisy * np.array([1.0] * (a - 1) + [-1.0], np.float32)
+
+    def q(params, actions):
+        return agent._q(params, agent._encode(params, batch["image"], batch["language"]),
+                        actions)
+
+    held = float(np.mean((np.asarray(q(moved, flipped))
+                          - np.asarray(q(agent.anchor, flipped))) ** 2))
+    assert held > 1e-6
+    # 3N regulariser actions and N noisy copies without; N flipped copies more with it
+    assert anchors[True] * 5 * n == pytest.approx(anchors[False] * 4 * n + held * n, rel=1e-4)

@@ -80,6 +80,10 @@ class CalQLConfig:
     # Round 3 of the sim flywheel measured it against the value anchor (same data, weight 0.3):
     # it held the ranking that matters on stack_blocks less, not more (see docs/flywheel.md).
     anchor_centered: bool = False
+    # Also anchor at the noisy data actions with the gripper flipped (last dimension negated:
+    # the same arm motion, the other gripper command). A policy's candidates at a grasp or a
+    # release differ from the data mostly there, and Gaussian noise never crosses it.
+    anchor_flip_gripper: bool = False
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
     init_temperature: float = 1.0
@@ -248,6 +252,8 @@ class CalQLAgent:
         b, n, a = actions.shape[0], cfg.cql_n_actions, self.critic_config.action_dim
         noise = cfg.anchor_noise * jax.random.normal(key, (b, n, a))
         noisy = jax.lax.stop_gradient(jnp.clip(batch["action"][:, None] + noise, -1.0, 1.0))
+        if cfg.anchor_flip_gripper:
+            noisy = jnp.concatenate([noisy, noisy.at[..., -1].multiply(-1.0)], axis=1)
         q = jnp.concatenate([q_actions, self._q(critic_params, features, noisy)], axis=-1)
         parent_features = self._encode(self.anchor, batch["image"], batch["language"])
         q_parent = jax.lax.stop_gradient(
