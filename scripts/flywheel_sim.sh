@@ -17,8 +17,9 @@
 #       (incremental: episodes are keyed by run id and never added twice);
 #    c. fine-tune each member of START (INIT_FROM=start, the default) or of the deployed critic
 #       (INIT_FROM=deployed) from its own weights (`vgps-train --config finetune --init-from`),
-#       held to it by the anchor (calql.anchor_weight=ANCHOR), on vgps_sim + vgps_deploy (every
-#       round's bags so far); export, and rebuild the ensemble (HEAD_REDUCTION). Round 2 in
+#       held to it by the anchor (calql.anchor_weight=ANCHOR, also at the data's motion with the
+#       other gripper command when ANCHOR_FLIP=true), on vgps_sim + DEPLOY_WEIGHT x vgps_deploy
+#       (every round's bags so far); export, and rebuild the ensemble (HEAD_REDUCTION). Round 2 in
 #       simulation measured why START is the default: a fine-tune of a fine-tune starts with a
 #       smaller conservative gap and spends the rest, and its steering collapsed
 #       (benchmarks/results/flywheel_sim_round2.md);
@@ -30,7 +31,8 @@
 #
 # Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, STEERED_BASE, EPISODES
 # (per task, K and round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
-# EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, INIT_FROM, ANCHOR, HEAD_REDUCTION, TRAIN_ARGS
+# EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, INIT_FROM, ANCHOR, ANCHOR_FLIP, DEPLOY_WEIGHT,
+# HEAD_REDUCTION, TRAIN_ARGS
 # (more vgps-train options, e.g.
 # "--set val_every=0" for a smoke run too small to hold episodes out).
 set -euo pipefail
@@ -46,6 +48,8 @@ PERIOD=${PERIOD:-0.05}
 STEPS=${STEPS:-2500}
 INIT_FROM=${INIT_FROM:-start}
 ANCHOR=${ANCHOR:-0.3}
+ANCHOR_FLIP=${ANCHOR_FLIP:-false}
+DEPLOY_WEIGHT=${DEPLOY_WEIGHT:-1}
 HEAD_REDUCTION=${HEAD_REDUCTION:-min}
 EVAL_EPISODES=${EVAL_EPISODES:-200}
 EVAL_KS=${EVAL_KS:-10 50}
@@ -134,9 +138,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for member in $(members_of "$parent"); do
       run="$R/run_m$m"
       "$VENV/bin/vgps-train" --config finetune --data-dir "$WORK/rlds" --run-dir "$run" \
-        --init-from "$member" --dataset vgps_sim/1.0.0:1 --dataset vgps_deploy/1.0.0:1 \
+        --init-from "$member" --dataset vgps_sim/1.0.0:1 \
+        --dataset "vgps_deploy/1.0.0:$DEPLOY_WEIGHT" \
         --set steps="$STEPS" --set seed="$((SEED + 10 * r + m))" \
-        --set calql.anchor_weight="$ANCHOR" ${TRAIN_ARGS:-}
+        --set calql.anchor_weight="$ANCHOR" --set calql.anchor_flip_gripper="$ANCHOR_FLIP" \
+        ${TRAIN_ARGS:-}
       "$VENV/bin/vgps-train" export "$run" --out "$R/member$m" --name "sim-critic-r$r-m$m" --force
       exported+=("$R/member$m")
       m=$((m + 1))
