@@ -53,3 +53,12 @@ def parent_agent_and_batch(parent: Path, deploy: Path, tmp_path: Path, *override
     batch = to_agent_batch(raw, InstructionEmbedder(get_encoder(config.language_encoder)))
     batch = {k: v for k, v in batch.items() if k != "episode_success"}
     return config, loaded, agent, state, raw, batch
+
+
+def anchored_agent(parent: Path, deploy: Path, tmp_path: Path, *overrides: str):
+    """``parent_agent_and_batch`` with the in-sample target and an anchor of weight 1 to the
+    parent (set on the agent): (config, agent, state, batch)."""
+    config, loaded, agent, state, _, batch = parent_agent_and_batch(
+        parent, deploy, tmp_path, "calql.td_backup=data", "calql.anchor_weight=1.0", *overrides)
+    agent.anchor = loaded.params()
+    return config, agent, state, batch
