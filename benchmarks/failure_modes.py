@@ -10,6 +10,7 @@ never executed: the episode stays the critic's. The first failure it would have 
 is the episode's *first alarm*:
 
 - ``beside``: the gripper closed on nothing, low, beside the grasp point;
+- ``early``: the gripper closed on nothing high above the grasp point, the object resting;
 - ``release``: the object was let go while carried away from the target;
 - ``hold``: the object was held at the place pose for too long, or lifted back up from it;
 - ``none``: no alarm.
@@ -37,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGE_SIZE = 64
-ALARMS = ("beside", "release", "hold", "none")
+ALARMS = ("beside", "early", "release", "hold", "none")
 
 
 def run_critic(critic: str, task: str, k: int, episodes: int, seed: int,

@@ -31,8 +31,9 @@
 #
 # Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, STEERED_BASE, EPISODES
 # (per task, K and round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
-# EVAL_EPISODES, EVAL_KS, MARGIN, SEED, START, INIT_FROM, ANCHOR, ANCHOR_FLIP, DEPLOY_WEIGHT,
-# HEAD_REDUCTION, TRAIN_ARGS
+# EVAL_EPISODES (0: no comparison), EVAL_KS, MARGIN, SEED, START, INIT_FROM, MEMBERS (comma list
+# of member indices to fine-tune, or all; one member makes a single-network critic), ANCHOR,
+# ANCHOR_FLIP, DEPLOY_WEIGHT, HEAD_REDUCTION, TRAIN_ARGS
 # (more vgps-train options, e.g.
 # "--set val_every=0" for a smoke run too small to hold episodes out).
 set -euo pipefail
@@ -50,6 +51,7 @@ INIT_FROM=${INIT_FROM:-start}
 ANCHOR=${ANCHOR:-0.3}
 ANCHOR_FLIP=${ANCHOR_FLIP:-false}
 DEPLOY_WEIGHT=${DEPLOY_WEIGHT:-1}
+MEMBERS=${MEMBERS:-all}
 HEAD_REDUCTION=${HEAD_REDUCTION:-min}
 EVAL_EPISODES=${EVAL_EPISODES:-200}
 EVAL_KS=${EVAL_KS:-10 50}
@@ -134,8 +136,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "== 1c. round $r: fine-tune each member of $parent ($STEPS steps, anchor $ANCHOR)"
   if [ ! -f "$R/critic/card.json" ]; then
     exported=()
-    m=0
+    m=-1
     for member in $(members_of "$parent"); do
+      m=$((m + 1))
+      if [ "$MEMBERS" != all ] && [[ ",$MEMBERS," != *",$m,"* ]]; then continue; fi
       run="$R/run_m$m"
       "$VENV/bin/vgps-train" --config finetune --data-dir "$WORK/rlds" --run-dir "$run" \
         --init-from "$member" --dataset vgps_sim/1.0.0:1 \
@@ -145,8 +149,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
         ${TRAIN_ARGS:-}
       "$VENV/bin/vgps-train" export "$run" --out "$R/member$m" --name "sim-critic-r$r-m$m" --force
       exported+=("$R/member$m")
-      m=$((m + 1))
     done
+    if ((${#exported[@]} == 0)); then
+      echo "MEMBERS=$MEMBERS names no member of $parent" >&2
+      exit 2
+    fi
     if ((${#exported[@]} > 1)); then
       "$VENV/bin/vgps" critic ensemble "${exported[@]}" --out "$R/critic" --name sim-critic \
         --head-reduction "$HEAD_REDUCTION" --force
@@ -156,7 +163,9 @@ for ((r = 1; r <= ROUNDS; r++)); do
   fi
 
   echo "== 1d. round $r: compare with the deployed critic on fresh seeds; promote if not worse"
-  if [ ! -f "$R/compare/report.json" ]; then
+  if ((EVAL_EPISODES == 0)); then
+    echo "EVAL_EPISODES=0: no comparison (benchmarks/flywheel_sim.py measures the round's critic)"
+  elif [ ! -f "$R/compare/report.json" ]; then
     ks=()
     for K in $EVAL_KS; do ks+=(--k "$K"); done
     set +e

@@ -35,8 +35,8 @@ def test_summary_counts_first_alarms_apart_for_successes_and_failures():
             {"success": False, "alarm": "hold"}]
     s = bench.summarize(rows)
     assert s["episodes"] == 5 and s["successes"] == 2
-    assert s["failures_by_alarm"] == {"beside": 2, "release": 0, "hold": 1, "none": 0}
-    assert s["successes_by_alarm"] == {"beside": 1, "release": 0, "hold": 0, "none": 1}
+    assert s["failures_by_alarm"] == {"beside": 2, "early": 0, "release": 0, "hold": 1, "none": 0}
+    assert s["successes_by_alarm"] == {"beside": 1, "early": 0, "release": 0, "hold": 0, "none": 1}
 
 
 def test_episodes_are_the_critics_own_and_match_eval(tmp_path, critic_dir):

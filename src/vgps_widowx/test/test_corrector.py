@@ -18,9 +18,11 @@ def sim():
     env.close()
 
 
-def rollout(env, sabotage, seed=0, steps=70, config=None):
+def rollout(env, sabotage, seed=0, steps=70, config=None, resume=False):
     """Runs the scripted solver with ``sabotage(policy, state, action) -> action`` applied
-    until the corrector takes over; then the corrector's actions while it holds the arm.
+    until the corrector takes over; then the corrector's actions while it holds the arm. With
+    ``resume``, the solver carries on from where an averted correction left the arm (the object
+    held at the carry height), as a memoryless policy would.
 
     Returns:
         (events [(step, event, detail)], success, corrected steps)
@@ -33,6 +35,8 @@ def rollout(env, sabotage, seed=0, steps=70, config=None):
         out = corrector.step(state)
         if out.event:
             events.append((i, out.event, out.detail))
+        if resume and out.event == "release:averted" and state["object_grasped"]:
+            policy.phase, policy.memory = "carry", {"grasp_yaw": float(state["ee_euler"][2])}
         if out.take_over:
             assert out.action.shape == (7,) and out.action.dtype == np.float32
             action, corrected = out.action, corrected + 1
@@ -141,3 +145,30 @@ def test_reset_forgets_a_correction(sim):
 def test_config_names_the_bad_field(field, value):
     with pytest.raises(ValueError, match=field):
         CorrectorConfig(**{field: value})
+
+
+def _close_on_the_way(policy, state, action):
+    if policy.phase == "approach":
+        action[6] = scripted.CLOSED  # close the gripper while still above, on the way
+    return action
+
+
+def test_a_gripper_closed_high_on_the_way_is_corrected(sim):
+    events, success, corrected = rollout(sim, _close_on_the_way, steps=80, resume=True)
+    kinds = [e for _, e, _ in events]
+    assert kinds and kinds[0] == "take_over:early", events
+    assert "above the grasp point" in events[0][2]
+    assert "release:averted" in kinds and success and corrected > 0
+
+
+def test_a_flicker_of_the_gripper_on_the_way_is_let_be(sim):
+    steps = [0]
+
+    def flicker(policy, state, action):
+        steps[0] += 1
+        if policy.phase == "approach" and steps[0] % 4 == 0:
+            action[6] = scripted.CLOSED  # one step closed now and then, reopened at once
+        return action
+
+    events, success, _ = rollout(sim, flicker, steps=80)
+    assert success and events == [], events

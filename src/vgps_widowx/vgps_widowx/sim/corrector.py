@@ -16,6 +16,11 @@ one call per executed step. They watch for the simulation policy's known failure
 * ``beside`` - a grasp beside the object: the gripper closes on nothing with the tool low
   (``low_height`` above the grasp point) but more than ``beside_tol`` (xy) from the grasp point.
   Correction: open, rise, approach and grasp properly; averted as for ``release``.
+* ``early`` - a gripper closed high on the way to the object: closed on nothing for more than
+  ``early_steps`` steps in a row with the tool more than ``low_height`` above the grasp point and
+  the object resting away from the target (also after a missed grasp, rising empty). A shorter
+  flicker is let be. Correction and aversion as for ``beside``.
+  (Fine-tuned critics closed early on stack_blocks: benchmarks/results/flywheel_sim_round3.md.)
 
 A correction that has not succeeded after ``max_steps`` steps, or whose tool has not moved for
 ``stuck_steps`` steps (the object pushed out of reach, say), gives up (releases the take-over) and
@@ -40,9 +45,9 @@ import numpy as np
 
 from vgps_widowx.sim import scene, scripted, tasks
 
-FAILURES = ("hold", "release", "beside")
+FAILURES = ("hold", "release", "beside", "early")
 # The plan phase at which each correction has averted its failure.
-AVERTED_AT = {"hold": "retreat", "release": "carry", "beside": "carry"}
+AVERTED_AT = {"hold": "retreat", "release": "carry", "beside": "carry", "early": "carry"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,7 @@ class CorrectorConfig:
     open_threshold: float = 0.9  # measured opening below this: the gripper is (partly) closed
     beside_tol: float = 0.015  # tool this far (xy) from the grasp point: a grasp beside it
     low_height: float = 0.02  # tool at most this far above the grasp point: low enough to grasp
+    early_steps: int = 2  # steps closed high on the way to the object before taking over
     max_steps: int = 30  # a correction gives up after this many steps
     stuck_steps: int = 4  # ... or after this many steps without the tool moving (out of reach)
     stuck_distance: float = 0.002  # tool moved less than this (m) in a step ...
@@ -70,7 +76,7 @@ class CorrectorConfig:
             if field.name == "script":
                 if not isinstance(value, scripted.ScriptConfig):
                     raise ValueError(f"{name}.script={value!r}: must be a ScriptConfig")
-            elif field.name in ("hold_steps", "max_steps", "stuck_steps"):
+            elif field.name in ("hold_steps", "early_steps", "max_steps", "stuck_steps"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"{name}.{field.name}={value!r}: must be an integer >= 1")
             elif (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -117,6 +123,7 @@ class Corrector:
         self._previous: dict[str, Any] | None = None
         self._at_place = 0
         self._lowest: float | None = None
+        self._closed_high = 0
 
     @property
     def correcting(self) -> bool:
@@ -195,6 +202,7 @@ class Corrector:
             if carried and away and (opening > cfg.open_rate or not held):
                 what = "let the object go" if not held else f"opening by {opening:.2f}"
                 return "release", f"gripper {what} while carrying, away from the target"
+        high = False
         if not held and gripper < cfg.open_threshold:
             closing = previous is None or gripper < float(previous["gripper"]) - 1e-3
             grasp, _ = scripted.grasp_pose(task, state)
@@ -202,6 +210,13 @@ class Corrector:
             if closing and ee[2] - grasp[2] <= cfg.low_height and off > cfg.beside_tol:
                 return "beside", (f"closing {off:.3f} m beside the grasp point "
                                   f"(> {cfg.beside_tol:g})")
+            resting = bottom <= cfg.lifted and not over_target(task, state)
+            high = resting and ee[2] - grasp[2] > cfg.low_height
+        self._closed_high = self._closed_high + 1 if high else 0
+        if self._closed_high > cfg.early_steps:
+            return "early", (f"gripper closed for {self._closed_high} steps "
+                             f"{ee[2] - grasp[2]:.3f} m above the grasp point, the object "
+                             f"resting away from the target")
         return "", ""
 
     def _start(self, task: tasks.TaskSpec, state: dict[str, Any],
@@ -221,7 +236,7 @@ class Corrector:
 
     def _finish(self) -> None:
         self._solver, self.failure, self._steps, self._stuck = None, "", 0, 0
-        self._at_place, self._lowest = 0, None
+        self._at_place, self._lowest, self._closed_high = 0, None, 0
 
 
 def over_target(task: tasks.TaskSpec, state: dict[str, Any]) -> bool:
