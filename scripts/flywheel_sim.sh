@@ -32,7 +32,9 @@
 # Environment knobs: TASKS (comma list or all), ROUNDS, EPISODES_BASE, STEERED_BASE, EPISODES
 # (per task, K and round, live graph), DEPLOY_KS, PERIOD (control_period_s of the live runs), STEPS (fine-tune),
 # EVAL_EPISODES (0: no comparison), EVAL_KS, MARGIN, SEED, START, INIT_FROM, MEMBERS (comma list
-# of member indices to fine-tune, or all; one member makes a single-network critic), ANCHOR,
+# of member indices to fine-tune, or all; one member makes a single-network critic), DEPLOY
+# (deployed, or last: from round 2 on, a trial of the last round's critic, promoted or not, so
+# that the corrector's take-overs answer its own mistakes), ANCHOR,
 # ANCHOR_FLIP, DEPLOY_WEIGHT, HEAD_REDUCTION, TRAIN_ARGS
 # (more vgps-train options, e.g.
 # "--set val_every=0" for a smoke run too small to hold episodes out).
@@ -52,6 +54,7 @@ ANCHOR=${ANCHOR:-0.3}
 ANCHOR_FLIP=${ANCHOR_FLIP:-false}
 DEPLOY_WEIGHT=${DEPLOY_WEIGHT:-1}
 MEMBERS=${MEMBERS:-all}
+DEPLOY=${DEPLOY:-deployed}
 HEAD_REDUCTION=${HEAD_REDUCTION:-min}
 EVAL_EPISODES=${EVAL_EPISODES:-200}
 EVAL_KS=${EVAL_KS:-10 50}
@@ -62,6 +65,10 @@ VENV=${VENV:-.venv}
 IMAGE_SIZE=64
 export MUJOCO_GL=${MUJOCO_GL:-egl} TF_CPP_MIN_LOG_LEVEL=2
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+case "$DEPLOY" in
+  deployed | last) ;;
+  *) echo "DEPLOY must be deployed or last, not '$DEPLOY'" >&2; exit 2 ;;
+esac
 case "$INIT_FROM" in
   start | deployed) ;;
   *) echo "INIT_FROM must be start or deployed, not '$INIT_FROM'" >&2; exit 2 ;;
@@ -111,7 +118,9 @@ fi
 for ((r = 1; r <= ROUNDS; r++)); do
   R="$WORK/round$r"
   mkdir -p "$R/bags" "$R/up" "$R/done"
-  echo "== 1a. round $r: deploy the current critic on the live graph, recording (interventions on)"
+  live="$WORK/deployed"
+  if [ "$DEPLOY" = last ] && ((r > 1)); then live="$WORK/round$((r - 1))/critic"; fi
+  echo "== 1a. round $r: deploy $live on the live graph, recording (interventions on)"
   i=0
   for task in $TASK_LIST; do
     for K in $DEPLOY_KS; do
@@ -120,7 +129,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
       if [ ! -f "$R/done/${task}_k$K" ]; then
         rm -rf "$bag" "$R/up/${task}_k$K"
         mkdir -p "$R/up/${task}_k$K"
-        "$VENV/bin/vgps" up "critic:=$WORK/deployed" "task:=$task" "k:=$K" intervention:=sim \
+        "$VENV/bin/vgps" up "critic:=$live" "task:=$task" "k:=$K" intervention:=sim \
           --episodes "$EPISODES" --record "$bag" --out "$R/up/${task}_k$K" --quiet \
           --set "arm_driver.control_period_s=$PERIOD" --set "arm_driver.image_size=$IMAGE_SIZE" \
           --set "arm_driver.seed=$((SEED + 1000 * r + 100 * i + K))"
