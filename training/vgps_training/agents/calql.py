@@ -82,9 +82,10 @@ class CalQLConfig:
     anchor_centered: bool = False
     # Also anchor at the noisy data actions with the gripper flipped (the last action dimension,
     # Bridge's gripper, negated: the same arm motion, the other gripper command); the noise
-    # never crosses to the other command. Measured after round 3 of the sim flywheel: with it
-    # the anchor's weight matters, and member 1 at weight 3 kept its stack_blocks at K = 50
-    # (0.73 against its parent's 0.74; 0.49 without the flip at 0.3) (docs/flywheel.md).
+    # never crosses to the other command. Measured in the sim flywheel: with it the anchor's
+    # weight matters; member 1 at weight 3 screened 0.73 on stack_blocks at K = 50 (its parent
+    # 0.74; 0.49 without the flip at 0.3), but on more episodes its fine-tunes stay 0.05-0.09
+    # below the shipped ensemble there (benchmarks/results/flywheel_sim_round4.md).
     anchor_flip_gripper: bool = False
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
