@@ -11,6 +11,7 @@ is the episode's *first alarm*:
 
 - ``beside``: the gripper closed on nothing, low, beside the grasp point;
 - ``early``: the gripper closed on nothing high above the grasp point, the object resting;
+- ``hover``: the gripper stayed open at the grasp pose for more than a few steps;
 - ``release``: the object was let go while carried away from the target;
 - ``hold``: the object was held at the place pose for too long, or lifted back up from it;
 - ``none``: no alarm.
@@ -38,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGE_SIZE = 64
-ALARMS = ("beside", "early", "release", "hold", "none")
+ALARMS = ("beside", "early", "hover", "release", "hold", "none")
 
 
 def run_critic(critic: str, task: str, k: int, episodes: int, seed: int,
@@ -104,7 +105,8 @@ def markdown(summaries: list[dict[str, Any]], settings: dict[str, Any], command:
                      f" | {fails} | {alarmed} |")
     lines += ["", "First alarm: the first failure the scripted corrector would have taken over "
               "for (it watched, it never steered). beside: closed on nothing beside the grasp "
-              "point; release: let go while carrying; hold: held at the place pose too long.",
+              "point; early: closed on nothing high above it; hover: open at the grasp pose "
+              "too long; release: let go while carrying; hold: held at the place pose too long.",
               "", f"Settings: {json.dumps(settings)}", "", "```", command, "```", ""]
     return "\n".join(lines)
 

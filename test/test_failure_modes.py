@@ -32,11 +32,13 @@ def test_summary_counts_first_alarms_apart_for_successes_and_failures():
     bench = _benchmark()
     rows = [{"success": False, "alarm": "beside"}, {"success": False, "alarm": "beside"},
             {"success": True, "alarm": "beside"}, {"success": True, "alarm": "none"},
-            {"success": False, "alarm": "hold"}]
+            {"success": False, "alarm": "hold"}, {"success": False, "alarm": "hover"}]
     s = bench.summarize(rows)
-    assert s["episodes"] == 5 and s["successes"] == 2
-    assert s["failures_by_alarm"] == {"beside": 2, "early": 0, "release": 0, "hold": 1, "none": 0}
-    assert s["successes_by_alarm"] == {"beside": 1, "early": 0, "release": 0, "hold": 0, "none": 1}
+    assert s["episodes"] == 6 and s["successes"] == 2
+    assert s["failures_by_alarm"] == {"beside": 2, "early": 0, "hover": 1, "release": 0,
+                                      "hold": 1, "none": 0}
+    assert s["successes_by_alarm"] == {"beside": 1, "early": 0, "hover": 0, "release": 0,
+                                       "hold": 0, "none": 1}
 
 
 def test_episodes_are_the_critics_own_and_match_eval(tmp_path, critic_dir):

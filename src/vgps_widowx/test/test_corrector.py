@@ -140,7 +140,7 @@ def test_reset_forgets_a_correction(sim):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("hold_steps", 0), ("max_steps", 1.5), ("rise_tol", 0.0), ("beside_tol", float("nan")),
-    ("script", None),
+    ("hover_steps", True), ("hover_tol", -0.01), ("script", None),
 ])
 def test_config_names_the_bad_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -172,3 +172,34 @@ def test_a_flicker_of_the_gripper_on_the_way_is_let_be(sim):
 
     events, success, _ = rollout(sim, flicker, steps=80)
     assert success and events == [], events
+
+
+class _PauseOpen:
+    """At the grasp pose, wait ``steps`` steps with the gripper open before closing."""
+
+    def __init__(self, steps):
+        self.steps, self.paused = steps, 0
+
+    def __call__(self, policy, state, action):
+        if policy.phase != "grasp" or self.paused >= self.steps:
+            return action
+        self.paused += 1
+        policy.phase = "descend"  # the solver starts its grasp afresh next step
+        grasp, yaw = scripted.grasp_pose(policy.task, state)
+        return scripted.waypoint_action(state, scripted.Waypoint(grasp, yaw, scripted.OPEN, 0.005))
+
+
+def test_hovering_open_at_the_grasp_pose_is_corrected_by_closing(sim):
+    pause = _PauseOpen(steps=60)  # never closes by itself
+    events, success, corrected = rollout(sim, pause, steps=90, resume=True)
+    kinds = [e for _, e, _ in events]
+    assert kinds and kinds[0] == "take_over:hover", events
+    assert "open at the grasp pose for 9 steps" in events[0][2]  # hover_steps = 8
+    assert 0 < pause.paused <= 8  # the last steps of the descent count as hovering too
+    assert "release:averted" in kinds and success and corrected > 0
+
+
+def test_a_short_pause_at_the_grasp_pose_is_let_be(sim):
+    pause = _PauseOpen(steps=6)
+    events, success, _ = rollout(sim, pause, steps=90)
+    assert pause.paused == 6 and success and events == [], events

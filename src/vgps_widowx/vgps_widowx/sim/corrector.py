@@ -21,6 +21,11 @@ one call per executed step. They watch for the simulation policy's known failure
   the object resting away from the target (also after a missed grasp, rising empty). A shorter
   flicker is let be. Correction and aversion as for ``beside``.
   (Fine-tuned critics closed early on stack_blocks: benchmarks/results/flywheel_sim_round3.md.)
+* ``hover`` - hovering open at the grasp pose: the gripper open, the tool within ``low_height``
+  above and ``hover_tol`` (xy) of the grasp point, the object resting away from the target, for
+  more than ``hover_steps`` steps in a row. Steered episodes often pause there a few steps before
+  closing; a fine-tuned critic waited to the end (benchmarks/results/flywheel_sim_round4.md).
+  Correction: descend onto the grasp point, close, lift; averted as for ``release``.
 
 A correction that has not succeeded after ``max_steps`` steps, or whose tool has not moved for
 ``stuck_steps`` steps (the object pushed out of reach, say), gives up (releases the take-over) and
@@ -45,9 +50,10 @@ import numpy as np
 
 from vgps_widowx.sim import scene, scripted, tasks
 
-FAILURES = ("hold", "release", "beside", "early")
+FAILURES = ("hold", "release", "beside", "early", "hover")
 # The plan phase at which each correction has averted its failure.
-AVERTED_AT = {"hold": "retreat", "release": "carry", "beside": "carry", "early": "carry"}
+AVERTED_AT = {"hold": "retreat", "release": "carry", "beside": "carry", "early": "carry",
+              "hover": "carry"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +69,8 @@ class CorrectorConfig:
     beside_tol: float = 0.015  # tool this far (xy) from the grasp point: a grasp beside it
     low_height: float = 0.02  # tool at most this far above the grasp point: low enough to grasp
     early_steps: int = 2  # steps closed high on the way to the object before taking over
+    hover_tol: float = 0.03  # tool this close (xy) to the grasp point: hovering over it
+    hover_steps: int = 8  # steps hovering open at the grasp pose before taking over
     max_steps: int = 30  # a correction gives up after this many steps
     stuck_steps: int = 4  # ... or after this many steps without the tool moving (out of reach)
     stuck_distance: float = 0.002  # tool moved less than this (m) in a step ...
@@ -76,7 +84,8 @@ class CorrectorConfig:
             if field.name == "script":
                 if not isinstance(value, scripted.ScriptConfig):
                     raise ValueError(f"{name}.script={value!r}: must be a ScriptConfig")
-            elif field.name in ("hold_steps", "early_steps", "max_steps", "stuck_steps"):
+            elif field.name in ("hold_steps", "early_steps", "hover_steps", "max_steps",
+                                "stuck_steps"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError(f"{name}.{field.name}={value!r}: must be an integer >= 1")
             elif (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -123,7 +132,7 @@ class Corrector:
         self._previous: dict[str, Any] | None = None
         self._at_place = 0
         self._lowest: float | None = None
-        self._closed_high = 0
+        self._closed_high = self._hovering = 0
 
     @property
     def correcting(self) -> bool:
@@ -202,21 +211,27 @@ class Corrector:
             if carried and away and (opening > cfg.open_rate or not held):
                 what = "let the object go" if not held else f"opening by {opening:.2f}"
                 return "release", f"gripper {what} while carrying, away from the target"
+        grasp, _ = scripted.grasp_pose(task, state)
+        off, above = float(np.linalg.norm(ee[:2] - grasp[:2])), float(ee[2] - grasp[2])
+        resting = not held and bottom <= cfg.lifted and not over_target(task, state)
         high = False
         if not held and gripper < cfg.open_threshold:
             closing = previous is None or gripper < float(previous["gripper"]) - 1e-3
-            grasp, _ = scripted.grasp_pose(task, state)
-            off = float(np.linalg.norm(ee[:2] - grasp[:2]))
-            if closing and ee[2] - grasp[2] <= cfg.low_height and off > cfg.beside_tol:
+            if closing and above <= cfg.low_height and off > cfg.beside_tol:
                 return "beside", (f"closing {off:.3f} m beside the grasp point "
                                   f"(> {cfg.beside_tol:g})")
-            resting = bottom <= cfg.lifted and not over_target(task, state)
-            high = resting and ee[2] - grasp[2] > cfg.low_height
+            high = resting and above > cfg.low_height
         self._closed_high = self._closed_high + 1 if high else 0
         if self._closed_high > cfg.early_steps:
             return "early", (f"gripper closed for {self._closed_high} steps "
-                             f"{ee[2] - grasp[2]:.3f} m above the grasp point, the object "
+                             f"{above:.3f} m above the grasp point, the object "
                              f"resting away from the target")
+        hovering = (resting and gripper >= cfg.open_threshold and above <= cfg.low_height
+                    and off <= cfg.hover_tol)
+        self._hovering = self._hovering + 1 if hovering else 0
+        if self._hovering > cfg.hover_steps:
+            return "hover", (f"open at the grasp pose for {self._hovering} steps "
+                             f"({off:.3f} m from the grasp point, {above:+.3f} m above it)")
         return "", ""
 
     def _start(self, task: tasks.TaskSpec, state: dict[str, Any],
@@ -231,12 +246,14 @@ class Corrector:
         elif failure == "release" and state["object_grasped"]:
             solver.memory["grasp_yaw"] = float(state["ee_euler"][2])
             solver.phase = "lift"  # close again and carry on
+        elif failure == "hover":
+            solver.phase = "descend"  # already over the object: onto the grasp point, close
         self._solver, self.failure, self._steps, self._stuck = solver, failure, 0, 0
         return solver
 
     def _finish(self) -> None:
         self._solver, self.failure, self._steps, self._stuck = None, "", 0, 0
-        self._at_place, self._lowest, self._closed_high = 0, None, 0
+        self._at_place, self._lowest, self._closed_high, self._hovering = 0, None, 0, 0
 
 
 def over_target(task: tasks.TaskSpec, state: dict[str, Any]) -> bool:
