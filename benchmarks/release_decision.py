@@ -1,4 +1,5 @@
-"""The critic's release decision at the place pose, step by step, in simulation.
+"""The critic's release decision at the place pose (or grasp decision at the grasp pose), step
+by step, in simulation.
 
 At the place pose the simulation policy proposes a mix of "open the gripper" and "keep holding
 and lift back up" (``SimPolicyConfig.hold_prob``). This benchmark measures which of the two the
@@ -25,8 +26,15 @@ fraction (open candidates over all candidates of all release steps). Several cri
 same episode seeds, one row each (their episodes part ways at their first different choice).
 Writes ``<out>.md`` (a table and the command) and ``<out>.json`` (also every mixed step).
 
+With ``--decision grasp`` the same counts are taken at the other gripper decision: steps whose
+phase is ``grasp`` (the object not yet held, the tool at the grasp pose, where the plan closes
+the gripper). There a *hold* candidate (command < 0.5) closes on the object, the plan's choice,
+and an *open* one keeps hovering: "chose hold" reads "chose to close".
+
     MUJOCO_GL=egl python benchmarks/release_decision.py --critic models/sim_critic
     MUJOCO_GL=egl python benchmarks/release_decision.py --critic A --critic B --episodes 10
+    MUJOCO_GL=egl python benchmarks/release_decision.py --decision grasp --task stack_blocks \\
+        --critic A --critic B
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from tqdm import tqdm
 
 RESULTS = Path(__file__).parent / "results"
 RELEASE_PHASES = ("release",)  # sim_plan.infer_phase: grasped, tool at the place pose
+# The phases measured by each decision (sim_plan.infer_phase's names).
+DECISIONS = {"release": RELEASE_PHASES, "grasp": ("grasp",)}
 OPEN_AT = 0.5  # gripper command >= this opens (the sim's and roll_forward's threshold)
 IMAGE_SIZE = 64  # px: what the simulation critics see
 
@@ -104,12 +114,14 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def run_critic(critic: str, task: str, k: int, episodes: int, seed: int,
-               progress: bool = True) -> CriticRun:
+               progress: bool = True, decision: str = "release") -> CriticRun:
     """Runs ``episodes`` steered episodes of ``task`` with the critic at ``critic``.
 
     The loop is :func:`vgps.evaluation.runner.run_episode` (beta 0) plus, at each step, the
-    phase and candidate bookkeeping of the module docstring.
+    phase and candidate bookkeeping of the module docstring, at the phases of ``decision``
+    (a key of :data:`DECISIONS`; the counts keep the release decision's names).
     """
+    phases = DECISIONS[decision]
     from vgps.evaluation.runner import episode_seed, in_process_policy, load_steerer
     from vgps_policy_bridge.sim_plan import infer_phase
     from vgps_widowx.sim import SimEnvConfig, WidowXSimEnv
@@ -118,7 +130,7 @@ def run_critic(critic: str, task: str, k: int, episodes: int, seed: int,
     policy = in_process_policy("sim")
     env = WidowXSimEnv(SimEnvConfig(image_size=(IMAGE_SIZE, IMAGE_SIZE)))
     run = CriticRun(critic=critic, critic_id=steerer.critic.critic_id)
-    bar = tqdm(range(episodes), desc=f"release {Path(critic).name}", unit="ep",
+    bar = tqdm(range(episodes), desc=f"{decision} {Path(critic).name}", unit="ep",
                disable=not progress, dynamic_ncols=True)
     try:
         for index in bar:
@@ -134,7 +146,7 @@ def run_critic(critic: str, task: str, k: int, episodes: int, seed: int,
                 chunks = policy.sample({**obs, "privileged": state}, text, k, rng)
                 decision = steerer.choose(obs["image"], text, chunks, None)
                 choice = decision.index
-                if phase in RELEASE_PHASES:
+                if phase in phases:
                     release += 1
                     _count_release(run, index, step, chunks, np.asarray(decision.q_values),
                                    choice)
@@ -174,12 +186,21 @@ def _pct(value: float | None) -> str:
 
 def markdown(rows: list[dict[str, Any]], settings: dict[str, Any], command: str) -> str:
     """The results table with the command and the settings."""
+    if settings.get("decision", "release") == "grasp":
+        title, where = "Grasp decision at the grasp pose", (
+            "A release step here is one whose phase, by the policy's own inference from the "
+            "privileged state, is `grasp` (object not held, tool at the grasp pose, where the "
+            "plan closes); a hold candidate closes there (the plan's choice), an open one "
+            "hovers: chose hold = chose to close")
+    else:
+        title, where = "Release decision at the place pose", (
+            "A release step is one whose phase, by the policy's own inference from the "
+            "privileged state, is `release` (object grasped, tool at the place pose)")
     lines = [
-        "# Release decision at the place pose (simulation)", "", "```", command, "```", "",
+        f"# {title} (simulation)", "", "```", command, "```", "",
         f"Task {settings['task']}, K = {settings['K']}, {settings['episodes']} episodes, seed "
         f"{settings['seed']} (the episode seeds of `vgps eval`), {settings['image_size']} px, "
-        "beta 0, policy `sim`. A release step is one whose phase, by the policy's own inference "
-        "from the privileged state, is `release` (object grasped, tool at the place pose); a "
+        f"beta 0, policy `sim`. {where}; a "
         "candidate opens when its first action's gripper command is >= 0.5; a mixed release "
         "step has both open and hold candidates. Intervals are Wilson 95 %.", "",
         "| critic | success | steps | release steps | mixed | chose hold | 95% CI "
@@ -212,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--critic", action="append", required=True,
                         help="critic checkpoint directory; repeat to compare critics")
+    parser.add_argument("--decision", choices=sorted(DECISIONS), default="release",
+                        help="release: at the place pose (default); grasp: at the grasp pose")
     parser.add_argument("--task", default="carrot_on_plate")
     parser.add_argument("--k", type=int, default=50, help="candidates per step")
     parser.add_argument("--episodes", type=int, default=30)
@@ -233,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "MUJOCO_GL=egl python benchmarks/release_decision.py " + shlex.join(shown)
     settings = {"task": args.task, "K": args.k, "episodes": args.episodes, "seed": args.seed,
                 "image_size": IMAGE_SIZE, "beta": 0.0, "policy": "sim",
-                "release_phases": list(RELEASE_PHASES), "open_at": OPEN_AT}
-    runs = [run_critic(c, args.task, args.k, args.episodes, args.seed, not args.quiet)
-            for c in args.critic]
+                "decision": args.decision, "release_phases": list(DECISIONS[args.decision]),
+                "open_at": OPEN_AT}
+    runs = [run_critic(c, args.task, args.k, args.episodes, args.seed, not args.quiet,
+                       args.decision) for c in args.critic]
     rows = [run.summary() for run in runs]
     payload = {"command": command, "settings": settings,
                "critics": [{**row, "episodes": run.episodes,

@@ -40,7 +40,8 @@ def test_counts_are_consistent_and_episodes_match_eval(tmp_path, critic_dir):
     assert saved["command"] in md and "| critic | success |" in md
     assert saved["settings"] == {"task": TASK, "K": K, "episodes": 1, "seed": SEED,
                                  "image_size": 64, "beta": 0.0, "policy": "sim",
-                                 "release_phases": ["release"], "open_at": 0.5}
+                                 "decision": "release", "release_phases": ["release"],
+                                 "open_at": 0.5}
     rows = saved["critics"]
     assert len(rows) == 2 and md.count(f"| {critic_dir} (`") == 2
     for row in rows:
@@ -100,3 +101,22 @@ def test_release_step_bookkeeping_by_hand():
     assert s["policy_open_fraction"] == round(4 / 12, 4)
     assert s["executed_open_fraction"] == round(1 / 3, 4)
     assert s["mean_q_gap_open_minus_hold"] == 0.0 and s["success"]["successes"] == 1
+
+
+def test_the_grasp_decision_counts_steps_at_the_grasp_pose(tmp_path, critic_dir):
+    bench = _benchmark()
+    out = tmp_path / "grasp_decision"
+    argv = ["--decision", "grasp", "--critic", str(critic_dir), "--task", "stack_blocks",
+            "--k", str(K), "--episodes", "2", "--seed", str(SEED), "--out", str(out), "--quiet"]
+    assert bench.main(argv) == 0
+    md = (tmp_path / "grasp_decision.md").read_text()
+    saved = json.loads((tmp_path / "grasp_decision.json").read_text())
+    assert md.startswith("# Grasp decision at the grasp pose") and "chose to close" in md
+    assert saved["settings"]["decision"] == "grasp"
+    assert saved["settings"]["release_phases"] == ["grasp"]
+    (row,) = saved["critics"]
+    # Every episode reaches the grasp pose before it can succeed; steps there are counted.
+    assert row["release_steps"] == sum(e["release_steps"] for e in row["episodes"])
+    for e in row["episodes"]:
+        assert e["release_steps"] >= 1 or not e["success"]
+    assert len(row["mixed_steps"]) == row["mixed_release_steps"] <= row["release_steps"]
