@@ -17,7 +17,7 @@ failure, averted, given up).
 
 Usage::
 
-    vgps-sim-corrector --ros-args -p hold_steps:=4 -p max_steps:=30
+    vgps-sim-corrector --ros-args -p hold_steps:=4 -p hover_steps:=8 -p max_steps:=30
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ PARAMETERS = (
           range=(0.1, 60.0), live=False),
     Param("hold_steps", _D.hold_steps, "steps held at the place pose before taking over",
           range=(1, 100), live=False),
+    Param("hover_steps", _D.hover_steps, "steps open at the grasp pose before taking over",
+          range=(1, 100), live=False),
     Param("max_steps", _D.max_steps, "a correction gives up after this many steps",
           range=(1, 1000), live=False),
     TRUST_PARAM,
@@ -64,6 +66,7 @@ class SimCorrectorNode(Node):
         watch(self, PARAMETERS)
         self._corrector = Corrector(CorrectorConfig(
             hold_steps=self.get_parameter("hold_steps").value,
+            hover_steps=self.get_parameter("hover_steps").value,
             max_steps=self.get_parameter("max_steps").value))
         self._trust = TrustedPublishers(
             self, (qos.SIM_STATE, qos.EPISODE), self._reject,
