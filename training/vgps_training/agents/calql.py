@@ -84,8 +84,9 @@ class CalQLConfig:
     # Bridge's gripper, negated: the same arm motion, the other gripper command); the noise
     # never crosses to the other command. Measured in the sim flywheel: with it the anchor's
     # weight matters; member 1 at weight 3 screened 0.73 on stack_blocks at K = 50 (its parent
-    # 0.74; 0.49 without the flip at 0.3), but on more episodes its fine-tunes stay 0.05-0.09
-    # below the shipped ensemble there (benchmarks/results/flywheel_sim_round4.md).
+    # 0.74; 0.49 without the flip at 0.3), but on more episodes its fine-tunes stay below the
+    # shipped ensemble there: 0.05-0.09 after two rounds, 0.02 after a third with the hover
+    # take-overs (benchmarks/results/flywheel_sim_round4.md, flywheel_sim_round5.md).
     anchor_flip_gripper: bool = False
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
