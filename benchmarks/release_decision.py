@@ -144,11 +144,11 @@ def run_critic(critic: str, task: str, k: int, episodes: int, seed: int,
                 state = env.privileged_state()
                 phase = infer_phase(task, state, policy.config).name
                 chunks = policy.sample({**obs, "privileged": state}, text, k, rng)
-                decision = steerer.choose(obs["image"], text, chunks, None)
-                choice = decision.index
+                chosen = steerer.choose(obs["image"], text, chunks, None)
+                choice = chosen.index
                 if phase in phases:
                     release += 1
-                    _count_release(run, index, step, chunks, np.asarray(decision.q_values),
+                    _count_release(run, index, step, chunks, np.asarray(chosen.q_values),
                                    choice)
                 obs, _, terminated, truncated, info = env.step(chunks[choice, 0])
                 steps = step + 1
