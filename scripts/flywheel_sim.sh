@@ -18,7 +18,9 @@
 #    c. fine-tune each member of START (INIT_FROM=start, the default) or of the deployed critic
 #       (INIT_FROM=deployed) from its own weights (`vgps-train --config finetune --init-from`),
 #       held to it by the anchor (calql.anchor_weight=ANCHOR, also at the data's motion with the
-#       other gripper command when ANCHOR_FLIP=true), on vgps_sim + DEPLOY_WEIGHT x vgps_deploy
+#       other gripper command when ANCHOR_FLIP=true; and, with CAND_ANCHOR > 0, at the
+#       candidates the policy proposed at each recorded step, KL of softmax(Q / CAND_TEMP) or
+#       squared Q at CAND_TEMP=0), on vgps_sim + DEPLOY_WEIGHT x vgps_deploy
 #       (every round's bags so far); export, and rebuild the ensemble (HEAD_REDUCTION). Round 2 in
 #       simulation measured why START is the default: a fine-tune of a fine-tune starts with a
 #       smaller conservative gap and spends the rest, and its steering collapsed
@@ -35,7 +37,7 @@
 # of member indices to fine-tune, or all; one member makes a single-network critic), DEPLOY
 # (deployed, or last: from round 2 on, a trial of the last round's critic, promoted or not, so
 # that the corrector's take-overs answer its own mistakes), ANCHOR,
-# ANCHOR_FLIP, DEPLOY_WEIGHT, HEAD_REDUCTION, TRAIN_ARGS
+# ANCHOR_FLIP, CAND_ANCHOR, CAND_TEMP, DEPLOY_WEIGHT, HEAD_REDUCTION, TRAIN_ARGS
 # (more vgps-train options, e.g.
 # "--set val_every=0" for a smoke run too small to hold episodes out).
 set -euo pipefail
@@ -53,6 +55,8 @@ INIT_FROM=${INIT_FROM:-start}
 ANCHOR=${ANCHOR:-0.3}
 ANCHOR_FLIP=${ANCHOR_FLIP:-false}
 DEPLOY_WEIGHT=${DEPLOY_WEIGHT:-1}
+CAND_ANCHOR=${CAND_ANCHOR:-0}
+CAND_TEMP=${CAND_TEMP:-0.1}
 MEMBERS=${MEMBERS:-all}
 DEPLOY=${DEPLOY:-deployed}
 HEAD_REDUCTION=${HEAD_REDUCTION:-min}
@@ -139,7 +143,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 
   echo "== 1b. round $r: every bag so far -> vgps_deploy (incremental)"
-  "$VENV/bin/vgps" dataset build "$WORK"/round*/bags/* --out "$WORK/rlds" --name vgps_deploy
+  cand_build=() cand_train=()
+  if [ "$CAND_ANCHOR" != 0 ]; then  # the candidates go into the dataset only when trained on
+    cand_build=(--candidates)
+    cand_train=(--set data.candidates=50 --set calql.candidate_anchor_weight="$CAND_ANCHOR"
+                --set calql.candidate_anchor_temperature="$CAND_TEMP")
+  fi
+  "$VENV/bin/vgps" dataset build "$WORK"/round*/bags/* --out "$WORK/rlds" --name vgps_deploy \
+    "${cand_build[@]}"
 
   if [ "$INIT_FROM" = start ]; then parent="$START"; else parent="$WORK/deployed"; fi
   echo "== 1c. round $r: fine-tune each member of $parent ($STEPS steps, anchor $ANCHOR)"
@@ -155,6 +166,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         --dataset "vgps_deploy/1.0.0:$DEPLOY_WEIGHT" \
         --set steps="$STEPS" --set seed="$((SEED + 10 * r + m))" \
         --set calql.anchor_weight="$ANCHOR" --set calql.anchor_flip_gripper="$ANCHOR_FLIP" \
+        "${cand_train[@]}" \
         ${TRAIN_ARGS:-}
       "$VENV/bin/vgps-train" export "$run" --out "$R/member$m" --name "sim-critic-r$r-m$m" --force
       exported+=("$R/member$m")

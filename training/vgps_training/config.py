@@ -89,6 +89,10 @@ class TrainConfig:
         if self.init_member is not None and (self.init_from is None or self.init_member < 0):
             raise ValueError(f"TrainConfig.init_member={self.init_member!r}: needs init_from "
                              "(an ensemble directory) and a member index >= 0")
+        if (self.agent == "calql" and self.calql.candidate_anchor_weight > 0
+                and self.data.candidates == 0):
+            raise ValueError("TrainConfig: calql.candidate_anchor_weight > 0 reads the recorded "
+                             "candidates: set data.candidates (e.g. 50)")
         if tuple(self.data.image_size) != tuple(self.critic.image_size):
             raise ValueError(f"TrainConfig.data.image_size={self.data.image_size} differs from "
                              f"critic.image_size={self.critic.image_size}")

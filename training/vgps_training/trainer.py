@@ -76,6 +76,10 @@ def to_agent_batch(raw: dict[str, np.ndarray], embed: InstructionEmbedder) -> di
                                        ACTION_CLIP).astype(np.float32)
     if "episode_success" in raw:
         batch["episode_success"] = raw["episode_success"].astype(np.float32)
+    if "candidates" in raw:  # data.candidates > 0: the policy's recorded candidates
+        batch["candidates"] = np.clip(raw["candidates"], -ACTION_CLIP,
+                                      ACTION_CLIP).astype(np.float32)
+        batch["candidate_mask"] = raw["candidate_mask"].astype(np.float32)
     return batch
 
 
@@ -134,9 +138,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
     if config.init_from:
         parent = finetune.load_parent(config.init_from, config.init_member)
         config = finetune.resolve_config(config, parent)
-    elif config.agent == "calql" and config.calql.anchor_weight > 0:
-        raise ValueError("calql.anchor_weight > 0 anchors to the parent critic: give "
-                         "--init-from CRITIC")
+    elif config.agent == "calql" and (config.calql.anchor_weight > 0
+                                      or config.calql.candidate_anchor_weight > 0):
+        raise ValueError("calql.anchor_weight or candidate_anchor_weight > 0 anchors to the "
+                         "parent critic: give --init-from CRITIC")
     elif config.name == "finetune":
         raise ValueError("config finetune continues a deployed critic: give --init-from CRITIC "
                          "(and --init-member I for an ensemble)")
@@ -176,7 +181,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, tensorboard: bool = True,
 
     embed = InstructionEmbedder(get_encoder(config.language_encoder))
     agent = build_agent(config)
-    if parent is not None and config.agent == "calql" and config.calql.anchor_weight > 0:
+    if parent is not None and config.agent == "calql" and (
+            config.calql.anchor_weight > 0 or config.calql.candidate_anchor_weight > 0):
         agent.anchor = jax.tree_util.tree_map(jax.numpy.asarray, parent.params())
     key = jax.random.key(config.seed)
     state = agent.init(jax.random.fold_in(key, 0))

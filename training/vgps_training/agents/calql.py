@@ -88,6 +88,15 @@ class CalQLConfig:
     # shipped ensemble there: 0.05-0.09 after two rounds, 0.02 after a third with the hover
     # take-overs (benchmarks/results/flywheel_sim_round4.md, flywheel_sim_round5.md).
     anchor_flip_gripper: bool = False
+    # Hold the parent at the candidates the policy itself proposed at each recorded step (the
+    # set the deployed argmax chooses from; batch["candidates"], from data.candidates > 0 and a
+    # deployment dataset built with --candidates; steps without them add nothing). Weight 0:
+    # off. Temperature 0: mean squared difference of Q, as anchor_weight does elsewhere;
+    # > 0: KL divergence from the parent's softmax(Q / T) over a state's candidates to this
+    # critic's, which holds the parent's ranking where the argmax looks (the top) and lets the
+    # level follow the data.
+    candidate_anchor_weight: float = 0.0
+    candidate_anchor_temperature: float = 0.0
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
     init_temperature: float = 1.0
@@ -115,6 +124,8 @@ class CalQLConfig:
             "value_lr": self.value_lr > 0.0,
             "anchor_weight": self.anchor_weight >= 0.0,
             "anchor_noise": self.anchor_noise >= 0.0,
+            "candidate_anchor_weight": self.candidate_anchor_weight >= 0.0,
+            "candidate_anchor_temperature": self.candidate_anchor_temperature >= 0.0,
         }
         for field, ok in checks.items():
             if not ok:
@@ -139,7 +150,8 @@ class CalQLAgent:
         }
         if cfg.td_backup == "expectile":  # V learns during the critic's delay, as the actor does
             self.optimizers["value"] = optimizer(cfg.value_lr, cfg.warmup_steps)
-        # The parent critic's parameters (anchor_weight > 0): set by the trainer from
+        # The parent critic's parameters (anchor_weight or candidate_anchor_weight > 0): set by
+        # the trainer from
         # --init-from; constants of the jitted update, never trained.
         self.anchor: dict | None = None
         self.target_entropy = (cfg.target_entropy if cfg.target_entropy is not None
@@ -243,7 +255,37 @@ class CalQLAgent:
                                        jax.random.fold_in(key, 5))
             loss = loss + cfg.anchor_weight * anchor
             metrics.update(critic_loss=loss, anchor_loss=anchor)
+        if cfg.candidate_anchor_weight > 0:
+            held = self._candidate_anchor_loss(critic_params, features, batch)
+            loss = loss + cfg.candidate_anchor_weight * held
+            metrics.update(critic_loss=loss, candidate_anchor_loss=held)
         return loss, metrics
+
+    def _candidate_anchor_loss(self, critic_params: dict, features: jax.Array,
+                               batch: dict[str, jax.Array]) -> jax.Array:
+        """The difference to the parent at each state's recorded candidates (masked means)."""
+        if self.anchor is None:
+            raise ValueError("CalQLConfig.candidate_anchor_weight > 0 needs the parent critic "
+                             "(train with --init-from)")
+        if "candidates" not in batch:
+            raise ValueError("CalQLConfig.candidate_anchor_weight > 0 needs batch['candidates']"
+                             " (set data.candidates > 0 and build the deployment dataset with "
+                             "--candidates)")
+        candidates = jax.lax.stop_gradient(batch["candidates"])
+        mask = batch["candidate_mask"].astype(jnp.float32)  # (B, C)
+        q = self._q(critic_params, features, candidates)  # (E, B, C)
+        parent_features = self._encode(self.anchor, batch["image"], batch["language"])
+        q_parent = jax.lax.stop_gradient(self._q(self.anchor, parent_features, candidates))
+        tau = self.config.candidate_anchor_temperature
+        if tau == 0:
+            per_candidate = (q - q_parent) ** 2 * mask
+            return per_candidate.sum() / jnp.maximum(q.shape[0] * mask.sum(), 1.0)
+        masked = mask > 0
+        log_p = jax.nn.log_softmax(jnp.where(masked, q_parent / tau, -1e9), axis=-1)
+        log_q = jax.nn.log_softmax(jnp.where(masked, q / tau, -1e9), axis=-1)
+        kl = jnp.where(masked, jnp.exp(log_p) * (log_p - log_q), 0.0).sum(axis=-1)  # (E, B)
+        states = (mask.sum(axis=-1) > 0).astype(jnp.float32)  # steps with candidates
+        return (kl * states).sum() / jnp.maximum(q.shape[0] * states.sum(), 1.0)
 
     def _anchor_loss(self, critic_params: dict, features: jax.Array, batch: dict[str, jax.Array],
                      actions: jax.Array, q_actions: jax.Array, key: jax.Array) -> jax.Array:

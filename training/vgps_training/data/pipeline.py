@@ -33,6 +33,16 @@ Batch (``DataPipeline.as_numpy()``; B = ``DataConfig.batch_size``, (H, W) = ``im
 ``dataset_index``   int32 (B,)       index into ``DataConfig.datasets``
 ==================  ===============  ======================================================
 
+With ``DataConfig.candidates = C > 0`` also (deployment datasets built with ``--candidates``):
+
+====================  ================  ======================================================
+``candidates``        float32 (B,C,7)   the first C candidates the policy proposed at step t,
+                                        normalised like ``action`` (the critic's view of them
+                                        at deployment; no gripper binarisation); 0 where masked
+``candidate_mask``    bool (B, C)       which of them were recorded (none for a dataset
+                                        without candidates, or a step that recorded fewer)
+====================  ================  ======================================================
+
 Usage::
 
     config = DataConfig(datasets=(DatasetSpec("/data/bridge_dataset/1.0.0"),
@@ -114,6 +124,7 @@ class DataConfig:
     bounds_method: Literal["percentile", "minmax"] = "percentile"  # see bounds.py
     normalize_actions: bool = True  # "action" normalised to [-1, 1] per dataset
     skip_unlabeled: bool = True  # drop episodes with an empty instruction
+    candidates: int = 0  # recorded candidates kept per transition (module docstring); 0: none
     cache_dir: str | None = None  # dataset statistics cache (None: bounds.default_cache_dir())
     seed: int = 0  # file order, shuffle, mixture sampling and augmentation
     process_index: int | None = None  # None: jax.process_index()
@@ -136,6 +147,8 @@ class DataConfig:
         if self.resize_method not in RESIZE_METHODS:
             raise ValueError(f"DataConfig.resize_method={self.resize_method!r}: choose from "
                              f"{RESIZE_METHODS}")
+        if not isinstance(self.candidates, int) or self.candidates < 0:
+            raise ValueError(f"DataConfig.candidates={self.candidates!r}: must be an int >= 0")
         for name in ("batch_size", "shuffle_buffer"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"DataConfig.{name}={getattr(self, name)!r}: must be an int >= 1")
@@ -234,8 +247,28 @@ def make_trajectory_dataset(spec: DatasetSpec, config: DataConfig, index: int = 
     return ds, name
 
 
+def _normalize(raw: tf.Tensor, low: np.ndarray, high: np.ndarray) -> tf.Tensor:
+    return tf.clip_by_value(2.0 * (raw - low) / (high - low) - 1.0, -ACTION_CLIP, ACTION_CLIP)
+
+
+def _candidates(traj: dict[str, Any], n: tf.Tensor, count: int, low: np.ndarray,
+                high: np.ndarray, normalize: bool) -> dict[str, tf.Tensor]:
+    """The first ``count`` recorded candidates of each step, padded, and their mask."""
+    if "candidate_actions" in traj:
+        rows = traj["candidate_actions"]
+        dense = rows.to_tensor(0.0, shape=[None, count, 7])  # pads or truncates to count
+        mask = tf.sequence_mask(tf.minimum(rows.row_lengths(), count), count)
+    else:
+        dense = tf.zeros([n, count, 7], tf.float32)
+        mask = tf.zeros([n, count], tf.bool)
+    if normalize:
+        dense = tf.where(mask[..., None], _normalize(dense, low, high), 0.0)
+    return {"candidates": dense, "candidate_mask": mask}
+
+
 def _to_transitions(traj: dict[str, Any], index: int, low: np.ndarray, high: np.ndarray,
-                    proprio_dim: int, normalize: bool) -> dict[str, tf.Tensor]:
+                    proprio_dim: int, normalize: bool, candidates: int = 0
+                    ) -> dict[str, tf.Tensor]:
     """One trajectory (T steps) -> a dict of (T, ...) transition tensors."""
     n = tf.shape(traj["action"])[0]
     nxt = tf.minimum(tf.range(n) + 1, n - 1)
@@ -244,10 +277,8 @@ def _to_transitions(traj: dict[str, Any], index: int, low: np.ndarray, high: np.
     if pad > 0:
         proprio = tf.pad(proprio, [[0, 0], [0, pad]])
     raw = traj["action"]
-    action = raw
-    if normalize:
-        action = 2.0 * (raw - low) / (high - low) - 1.0
-        action = tf.clip_by_value(action, -ACTION_CLIP, ACTION_CLIP)
+    action = _normalize(raw, low, high) if normalize else raw
+    extra = _candidates(traj, n, candidates, low, high, normalize) if candidates else {}
     return {
         "image": traj["image"],
         "next_image": tf.gather(traj["image"], nxt),
@@ -262,6 +293,7 @@ def _to_transitions(traj: dict[str, Any], index: int, low: np.ndarray, high: np.
         "episode_success": traj["outcome"],
         "instruction": tf.fill([n], traj["instruction"]),
         "dataset_index": tf.fill([n], tf.constant(index, tf.int32)),
+        **extra,
     }
 
 
@@ -312,7 +344,8 @@ def make_dataset(config: DataConfig) -> DataPipeline:
             ds = ds.repeat()
         ds = ds.map(functools.partial(_to_transitions, index=i, low=low, high=high,
                                       proprio_dim=proprio_dim,
-                                      normalize=config.normalize_actions),
+                                      normalize=config.normalize_actions,
+                                      candidates=config.candidates),
                     num_parallel_calls=config.num_parallel_calls)
         per_dataset.append(ds.flat_map(tf.data.Dataset.from_tensor_slices))
 

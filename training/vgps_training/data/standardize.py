@@ -20,7 +20,10 @@ key               dtype, shape           meaning
 ================  =====================  ==================================================
 
 Deployment data (``vgps dataset build``) adds ``is_intervention`` bool (T,): a person or the
-simulation's corrector chose that step's action (``labels`` treats take-overs specially).
+simulation's corrector chose that step's action (``labels`` treats take-overs specially); and, when
+built with ``--candidates``, ``candidate_actions`` float32 ragged (T, None, 7): the candidates the
+policy proposed at each step (robot convention, the first action of each chunk), which the
+pipeline can carry into batches (``DataConfig.candidates``).
 
 Adding a dataset: write ``standardize_<name>(traj, **options) -> dict`` returning the keys above
 (reuse the helpers here), and add it to ``STANDARDIZERS`` under the RLDS dataset name
@@ -39,7 +42,7 @@ Trajectory = dict[str, Any]
 Standardizer = Callable[..., Trajectory]
 
 _PER_STEP = ("image", "action", "proprio", "is_first", "is_last", "is_terminal",
-             "is_intervention")
+             "is_intervention", "candidate_actions")
 STANDARD_KEYS = ("image", "action", "proprio", "instruction", "is_first", "is_last",
                  "is_terminal", "success", "episode_id")
 
@@ -129,6 +132,30 @@ def relabel_from_state(traj: Trajectory, state: tf.Tensor, wrap_angles: bool = T
     return out
 
 
+def decode_step_rows(encoded: Any, width: int) -> tf.RaggedTensor:
+    """A variable-length float32 step feature as ``read_trajectories`` leaves it -> ragged.
+
+    ``read_trajectories`` skips decoding the steps, so a TFDS ``Tensor(shape=(None, width))``
+    step feature arrives as one zlib-compressed byte string per step (its ``encoding="zlib"``);
+    an already decoded ragged tensor is returned as it is.
+
+    Args:
+        encoded: string (T,) compressed rows, or float32 ragged (T, None, width).
+        width: the length of each row's last dimension (7 for actions).
+
+    Returns:
+        float32 ragged (T, None, width).
+    """
+    if isinstance(encoded, tf.RaggedTensor):
+        return encoded
+    flat = tf.map_fn(
+        lambda s: tf.io.decode_raw(tf.io.decode_compressed(s, compression_type="ZLIB"),
+                                   tf.float32),
+        encoded, fn_output_signature=tf.RaggedTensorSpec([None], tf.float32))
+    return tf.RaggedTensor.from_row_lengths(tf.reshape(flat.flat_values, [-1, width]),
+                                            flat.row_lengths() // width)
+
+
 def _first_or_empty(strings: tf.Tensor) -> tf.Tensor:
     return tf.cond(tf.size(strings) > 0, lambda: strings[0], lambda: tf.constant(""))
 
@@ -195,6 +222,9 @@ def standardize_vgps_sim(traj: Trajectory, *, relabel_actions: bool = False,
     if "is_intervention" in traj["steps"]:
         iv = tf.cast(traj["steps"]["is_intervention"], tf.bool)
         out["is_intervention"] = iv[:tf.shape(out["action"])[0]]
+    if "candidate_actions" in traj["steps"]:
+        rows = decode_step_rows(traj["steps"]["candidate_actions"], 7)
+        out["candidate_actions"] = rows[:tf.shape(out["action"])[0]]
     return out
 
 
@@ -236,7 +266,8 @@ STANDARDIZERS: Mapping[str, Standardizer] = {
     "fractal20220817_data": standardize_fractal,
     "vgps_sim": standardize_vgps_sim,
     # deployment episodes (``vgps dataset build``): vgps_sim's features plus extra step and
-    # episode features (interventions, timestamps, candidates) that training does not read
+    # episode features (interventions, timestamps, candidates); training reads the
+    # interventions, and the candidates when DataConfig.candidates > 0
     "vgps_deploy": standardize_vgps_sim,
 }
 
