@@ -21,11 +21,12 @@ LOW = (-0.1, -0.1, -0.1, -0.5, -0.5, -0.5, 0.0)
 HIGH = (0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 1.0)
 
 
-def _transitions(path, candidates, bounds=(LOW, HIGH)):
+def _transitions(path, candidates, bounds=(LOW, HIGH), skip_takeovers=False):
     from vgps_training.data.pipeline import DataConfig, DatasetSpec, make_dataset
 
     config = DataConfig(datasets=(DatasetSpec(path=str(path), action_bounds=bounds),),
-                        image_size=(16, 16), batch_size=1, train=False, candidates=candidates)
+                        image_size=(16, 16), batch_size=1, train=False, candidates=candidates,
+                        candidates_skip_takeovers=skip_takeovers)
     return [{k: v[0] for k, v in b.items()} for b in make_dataset(config).as_numpy()]
 
 
@@ -40,12 +41,14 @@ def test_batches_carry_each_steps_recorded_candidates_normalised_and_masked(tmp_
         ep["candidate_q"] = np.zeros(int(ep["candidate_counts"].sum()), np.float32)
     path = write_deploy_dataset(_store(tmp_path, source), tmp_path, candidates=True)
     low, high = np.array(LOW, np.float32), np.array(HIGH, np.float32)
-    expected = {}  # raw action -> that step's candidates
+    expected, saved = {}, {}  # raw action -> that step's candidates; taken over or handed over
     for ep in source.values():
         ends = np.cumsum(ep["candidate_counts"])
+        iv = ep["interventions"]
         for i, action in enumerate(ep["actions"]):
             expected[action[:6].tobytes()] = ep["candidate_actions"][ends[i] - ep[
                 "candidate_counts"][i]:ends[i]]
+            saved[action[:6].tobytes()] = bool(iv[i] or (i + 1 < len(iv) and iv[i + 1]))
     got = _transitions(path, 3)
     assert len(got) == len(expected) == 12
     for t in got:
@@ -58,6 +61,12 @@ def test_batches_carry_each_steps_recorded_candidates_normalised_and_masked(tmp_
         assert not t["candidates"][n:].any()  # masked slots hold zeros
     assert any(e.shape[0] > 3 for e in expected.values())  # truncation was exercised
     assert any(e.shape[0] == 0 for e in expected.values())  # so was a step with none
+    # skipping take-overs masks the corrector's steps and the step each took over from
+    assert 0 < sum(saved.values()) < len(saved)
+    for t in _transitions(path, 3, skip_takeovers=True):
+        key = t["raw_action"][:6].tobytes()
+        n = 0 if saved[key] else min(len(expected[key]), 3)
+        assert t["candidate_mask"].tolist() == [True] * n + [False] * (3 - n)
     # without data.candidates nothing changes; a dataset built without them is all masked
     assert "candidates" not in _transitions(path, 0)[0]
     plain = write_deploy_dataset(_store(tmp_path / "plain", source), tmp_path / "plain")

@@ -64,8 +64,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vgps_critic.config import ACTION_CLIP, NAMED_BOUNDS
+from vgps_critic.config import NAMED_BOUNDS
 from vgps_training.data import bounds as bounds_lib
+from vgps_training.data import candidates as candidates_lib
 from vgps_training.data import holdout, rlds, standardize
 from vgps_training.data.augment import RESIZE_METHODS, AugmentConfig, augment_images
 from vgps_training.data.augment import decode_and_resize as _decode_and_resize
@@ -125,6 +126,9 @@ class DataConfig:
     normalize_actions: bool = True  # "action" normalised to [-1, 1] per dataset
     skip_unlabeled: bool = True  # drop episodes with an empty instruction
     candidates: int = 0  # recorded candidates kept per transition (module docstring); 0: none
+    # Mask the candidates of take-over steps and of the step handed over (where the data say
+    # the critic's choice needed saving, so nothing should hold it).
+    candidates_skip_takeovers: bool = False
     cache_dir: str | None = None  # dataset statistics cache (None: bounds.default_cache_dir())
     seed: int = 0  # file order, shuffle, mixture sampling and augmentation
     process_index: int | None = None  # None: jax.process_index()
@@ -247,28 +251,9 @@ def make_trajectory_dataset(spec: DatasetSpec, config: DataConfig, index: int = 
     return ds, name
 
 
-def _normalize(raw: tf.Tensor, low: np.ndarray, high: np.ndarray) -> tf.Tensor:
-    return tf.clip_by_value(2.0 * (raw - low) / (high - low) - 1.0, -ACTION_CLIP, ACTION_CLIP)
-
-
-def _candidates(traj: dict[str, Any], n: tf.Tensor, count: int, low: np.ndarray,
-                high: np.ndarray, normalize: bool) -> dict[str, tf.Tensor]:
-    """The first ``count`` recorded candidates of each step, padded, and their mask."""
-    if "candidate_actions" in traj:
-        rows = traj["candidate_actions"]
-        dense = rows.to_tensor(0.0, shape=[None, count, 7])  # pads or truncates to count
-        mask = tf.sequence_mask(tf.minimum(rows.row_lengths(), count), count)
-    else:
-        dense = tf.zeros([n, count, 7], tf.float32)
-        mask = tf.zeros([n, count], tf.bool)
-    if normalize:
-        dense = tf.where(mask[..., None], _normalize(dense, low, high), 0.0)
-    return {"candidates": dense, "candidate_mask": mask}
-
-
 def _to_transitions(traj: dict[str, Any], index: int, low: np.ndarray, high: np.ndarray,
-                    proprio_dim: int, normalize: bool, candidates: int = 0
-                    ) -> dict[str, tf.Tensor]:
+                    proprio_dim: int, normalize: bool, candidates: int = 0,
+                    skip_takeovers: bool = False) -> dict[str, tf.Tensor]:
     """One trajectory (T steps) -> a dict of (T, ...) transition tensors."""
     n = tf.shape(traj["action"])[0]
     nxt = tf.minimum(tf.range(n) + 1, n - 1)
@@ -277,8 +262,9 @@ def _to_transitions(traj: dict[str, Any], index: int, low: np.ndarray, high: np.
     if pad > 0:
         proprio = tf.pad(proprio, [[0, 0], [0, pad]])
     raw = traj["action"]
-    action = _normalize(raw, low, high) if normalize else raw
-    extra = _candidates(traj, n, candidates, low, high, normalize) if candidates else {}
+    action = candidates_lib.normalize(raw, low, high) if normalize else raw
+    extra = (candidates_lib.step_candidates(traj, n, candidates, low, high, normalize,
+                                            skip_takeovers) if candidates else {})
     return {
         "image": traj["image"],
         "next_image": tf.gather(traj["image"], nxt),
@@ -345,7 +331,8 @@ def make_dataset(config: DataConfig) -> DataPipeline:
         ds = ds.map(functools.partial(_to_transitions, index=i, low=low, high=high,
                                       proprio_dim=proprio_dim,
                                       normalize=config.normalize_actions,
-                                      candidates=config.candidates),
+                                      candidates=config.candidates,
+                                      skip_takeovers=config.candidates_skip_takeovers),
                     num_parallel_calls=config.num_parallel_calls)
         per_dataset.append(ds.flat_map(tf.data.Dataset.from_tensor_slices))
 
