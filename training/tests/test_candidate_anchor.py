@@ -163,3 +163,23 @@ def test_the_candidate_anchor_needs_candidates_and_a_parent(deploy_dataset, tmp_
         train(config, tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="candidate_anchor_temperature"):
         dataclasses.replace(config.calql, candidate_anchor_temperature=-1.0)
+
+
+@needs_bridge
+def test_the_motion_only_anchor_leaves_the_gripper_decision_to_the_data(parent, deploy_dataset,
+                                                                        tmp_path):
+    held = {}
+    for motion_only in (False, True):
+        _, loaded, agent, state, batch = _anchored(
+            parent, deploy_dataset, tmp_path, "calql.candidate_anchor_weight=1.0",
+            f"calql.candidate_anchor_motion_only={str(motion_only).lower()}")
+        agent.anchor = loaded.params()
+        moved = jax.tree_util.tree_map(lambda x: x * 1.05, state.params["critic"])
+        regripped = np.array(batch["candidates"])
+        regripped[..., -1] = -regripped[..., -1]  # every candidate's other gripper command
+        held[motion_only] = [float(agent.critic_loss(moved, state, {**batch, "candidates": c},
+                                                     jax.random.key(1))[1][
+            "candidate_anchor_loss"]) for c in (batch["candidates"], regripped)]
+    assert held[False][0] != pytest.approx(held[False][1], rel=1e-4)  # the gripper counts
+    assert held[True][0] == pytest.approx(held[True][1], rel=1e-6)  # replaced by the data's
+    assert held[True][0] > 1e-6

@@ -100,6 +100,10 @@ class CalQLConfig:
     # did not follow (0.73, 0.70 at W 10; flywheel_sim_round6.md).
     candidate_anchor_weight: float = 0.0
     candidate_anchor_temperature: float = 0.0
+    # Anchor the candidates' motion only: their gripper command (the last dimension) replaced
+    # by the one the data executed, so the parent's ranking of where the arm goes is held and
+    # the gripper decision is left to the data.
+    candidate_anchor_motion_only: bool = False
     target_update_rate: float = 0.005  # Polyak rate
     actor_hidden: tuple[int, ...] = (256, 256)
     init_temperature: float = 1.0
@@ -274,7 +278,9 @@ class CalQLAgent:
             raise ValueError("CalQLConfig.candidate_anchor_weight > 0 needs batch['candidates']"
                              " (set data.candidates > 0 and build the deployment dataset with "
                              "--candidates)")
-        candidates = jax.lax.stop_gradient(batch["candidates"])
+        candidates = jax.lax.stop_gradient(jnp.asarray(batch["candidates"]))
+        if self.config.candidate_anchor_motion_only:  # every candidate the executed gripper
+            candidates = candidates.at[..., -1].set(batch["action"][:, None, -1])
         mask = batch["candidate_mask"].astype(jnp.float32)  # (B, C)
         q = self._q(critic_params, features, candidates)  # (E, B, C)
         parent_features = self._encode(self.anchor, batch["image"], batch["language"])
