@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no base run under {args.eval_dir}", file=sys.stderr)
         return 2
     names = ["base", *sorted((n for n in runs if n != "base"), key=lambda n: (len(n), n))]
+    seeds = {n: _setting(args.eval_dir / n / "results.md", "seed") for n in names}
+    if len(set(seeds.values())) != 1 or "?" in seeds.values():
+        print(f"the runs must share one master seed, found {seeds}", file=sys.stderr)
+        return 2
     tasks = sorted(runs["base"])
     header = "| task | " + " | ".join(names) + " |"
     lines = ["# Steering quality in simulation", "",
@@ -68,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "steering_sim.md").write_text("\n".join(lines) + "\n")
     (args.out / "steering_sim.json").write_text(json.dumps(
-        {"runs": runs, "mean_success": mean, "critics": critics}, indent=2) + "\n")
+        {"runs": runs, "mean_success": mean, "critics": critics,
+         "seed": int(seeds["base"])}, indent=2) + "\n")
     print("\n".join(lines))
     return 0
 

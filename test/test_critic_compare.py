@@ -33,23 +33,35 @@ from vgps_critic.ensemble import save_ensemble
 from vgps_critic.steering import resize_image
 
 SHIPPED = "models/sim_critic"
+PREVIOUS = "models/sim_critic_prev"  # the ensemble the flywheel's critic replaced
 REAL_BAG = "docs/real_arm_check/bag"
 TASK = "eggplant_in_basket"
 
 
+def _negate(src: str | Path, dst: Path) -> Path:
+    """A copy of critic ``src`` with every head's last layer negated (each head's Q flips)."""
+    card, params = load_checkpoint(src)
+    params = jax.tree_util.tree_map(np.asarray, params)
+    params["Dense_0"] = {name: -value for name, value in params["Dense_0"].items()}
+    save_checkpoint(dst, dataclasses.replace(card, name="negated"), params)
+    return dst
+
+
 @pytest.fixture(scope="module")
 def negated(tmp_path_factory):
-    """The shipped critic with every head's last layer negated: Q_damaged = -Q_shipped."""
+    """The previous critic (an ensemble, mean of every head) damaged: Q_damaged = -Q_previous."""
     root = tmp_path_factory.mktemp("damaged")
-    members = []
-    for i in (0, 1):
-        card, params = load_checkpoint(f"{SHIPPED}/members/{i}")
-        params = jax.tree_util.tree_map(np.asarray, params)
-        params["Dense_0"] = {name: -value for name, value in params["Dense_0"].items()}
-        save_checkpoint(root / f"m{i}", dataclasses.replace(card, name="negated"), params)
-        members.append(root / f"m{i}")
+    members = [_negate(f"{PREVIOUS}/members/{i}", root / f"m{i}") for i in (0, 1)]
     save_ensemble(root / "critic", members, "negated", head_reduction="mean")
     return root / "critic"
+
+
+@pytest.fixture(scope="module")
+def damaged_shipped(tmp_path_factory):
+    """The shipped critic (a single network, min of its heads) with its heads negated: it picks
+    the candidates whose best head rates them lowest."""
+    assert not (Path(SHIPPED) / "members").exists(), "the shipped critic is a single network"
+    return _negate(SHIPPED, tmp_path_factory.mktemp("damaged_shipped") / "critic")
 
 
 # -- interval math, hand-computed --------------------------------------------------------------
@@ -163,13 +175,13 @@ def test_offline_on_labelled_real_bag(tmp_path, negated):
     bag = tmp_path / "bag"
     shutil.copytree(REAL_BAG, bag)
     episodes = read_episodes(bag).episodes
-    old = vgps_critic.load(SHIPPED)
+    old = vgps_critic.load(PREVIOUS)
     scores = [_hand_scores(old, ep) for ep in episodes]
     best = int(np.argmax(scores))
     for i, ep in enumerate(episodes):  # the deployed critic's best-scored episode succeeded
         save_label(bag, ep.key, Label("success" if i == best else "failure"))
     report = tmp_path / "report"
-    code = main(["critic", "compare", str(negated), SHIPPED, "--bags", str(bag),
+    code = main(["critic", "compare", str(negated), PREVIOUS, "--bags", str(bag),
                  "--report", str(report), "--quiet"])
     data = json.loads((report / "report.json").read_text())
     off = data["offline"]
@@ -191,7 +203,7 @@ def test_offline_on_labelled_real_bag(tmp_path, negated):
     assert [c["name"] for c in data["decision"]["checks"]] == ["offline AUC"]
     text = (report / "report.md").read_text()
     assert "| 0.000 | 1.000 | -1.000" in text
-    assert f"vgps critic compare {negated} {SHIPPED} --bags {bag} --margin 0.05" in text
+    assert f"vgps critic compare {negated} {PREVIOUS} --bags {bag} --margin 0.05" in text
 
 
 @pytest.mark.ros
@@ -201,7 +213,7 @@ def test_intervention_agreement(negated):
     for i in (1, 4):  # a person took over at two steps (the executed action stays recorded)
         steps[i] = dataclasses.replace(steps[i], reason="intervention", intervened=True, index=-1)
     episode = dataclasses.replace(episode, steps=steps)
-    old, new = vgps_critic.load(SHIPPED), vgps_critic.load(negated)
+    old, new = vgps_critic.load(PREVIOUS), vgps_critic.load(negated)
     old_scores, new_scores = score_episode(old, episode), score_episode(new, episode)
     expected = {}
     for name, critic in (("old", old), ("new", new)):
@@ -221,10 +233,10 @@ def test_intervention_agreement(negated):
 
 
 # -- simulation end to end ---------------------------------------------------------------------
-def test_damaged_critic_is_refused_in_simulation(tmp_path, negated):
+def test_damaged_critic_is_refused_in_simulation(tmp_path, damaged_shipped):
     old_before = sorted(p.relative_to(SHIPPED) for p in Path(SHIPPED).rglob("*"))
     report = tmp_path / "report"
-    code = main(["critic", "compare", str(negated), SHIPPED, "--sim-eval", TASK,
+    code = main(["critic", "compare", str(damaged_shipped), SHIPPED, "--sim-eval", TASK,
                  "--episodes", "8", "--k", "8", "--image-size", "64", "--promote",
                  "--report", str(report), "--quiet"])
     assert code == 1
@@ -282,8 +294,8 @@ def test_promote_numbered_backup_and_overlap(tmp_path):
 
 
 def test_collection_seeds_are_refused(negated):
-    seeds = collection_seeds(SHIPPED)
+    seeds = collection_seeds(PREVIOUS)
     assert {0, 5000, 7000, 11000, 13000, 15010, 15050} <= seeds
     with pytest.raises(ValueError, match="seed 5000 was used"):
-        compare(CompareConfig(new=negated, old=SHIPPED, sim_tasks=(TASK,), episodes=1,
+        compare(CompareConfig(new=negated, old=PREVIOUS, sim_tasks=(TASK,), episodes=1,
                               seed=5000, report=negated.parent / "r"), progress=False)

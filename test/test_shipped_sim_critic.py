@@ -69,6 +69,27 @@ def test_an_ensemble_records_each_members_lineage(critic):
         assert isinstance(member["training_seed"], int)
 
 
+def test_a_fine_tune_lists_the_collections_behind_its_data(critic):
+    """Each simulated collection with its seed, so that `vgps critic compare` refuses them."""
+    from vgps.flywheel.compare_sim import collection_seeds
+
+    if len(_member_cards(critic)) > 1:
+        pytest.skip("an ensemble lists them per member (above)")
+    data = critic.card.data
+    records = data["collections"]
+    for dataset in ("vgps_sim", "vgps_deploy"):
+        mine = [r for r in records if r["name"].startswith(dataset + "/")]
+        assert sum(r["episodes"] for r in mine) == data["datasets"][dataset]["num_trajectories"]
+    run_ids = {r["run_id"] for r in records if "run_id" in r}
+    assert run_ids == {b["run_id"] for d in data["lineage"]["datasets"] for b in d.get("bags", [])}
+    parent = critic.card.training["init_from"]
+    assert any(r.get("via") == f"parent {parent}" for r in records)  # the parent's data too
+    seeds = collection_seeds(CRITIC)
+    assert {r["seed"] for r in records} == seeds
+    table = json.loads((ROOT / "benchmarks" / "results" / "steering_sim.json").read_text())
+    assert table["seed"] not in seeds  # the steering table ran on seeds its data never used
+
+
 def test_the_shipped_critic_scores_simulated_candidates(critic):
     os.environ.setdefault("MUJOCO_GL", "egl")
     from vgps_policy_bridge.sim_policy import SimPolicy

@@ -10,14 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(eval_dir: Path, name: str, rates: dict[str, int], critic: str | None) -> None:
+def _run(eval_dir: Path, name: str, rates: dict[str, int], critic: str | None,
+         seed: int = 1000) -> None:
     out = eval_dir / name
     out.mkdir(parents=True)
     results = {t: {"episodes": 100, "successes": s, "success_rate": s / 100,
                    "ci95": [s / 100 - 0.1, s / 100 + 0.1]} for t, s in rates.items()}
     (out / "results.json").write_text(json.dumps(results))
     (out / "results.md").write_text("Settings:\n\n- policy: sim\n"
-                                    + (f"- critic: {critic}\n" if critic else ""))
+                                    + (f"- critic: {critic}\n" if critic else "")
+                                    + f"- K: 10\n- seed: {seed}\n")
 
 
 def test_table_compares_every_run_with_base(tmp_path):
@@ -39,6 +41,18 @@ def test_table_compares_every_run_with_base(tmp_path):
     saved = json.loads((tmp_path / "res" / "steering_sim.json").read_text())
     assert saved["mean_success"]["k50"] == 0.625
     assert saved["critics"] == {"k10": "sim-critic@abc", "k50": "sim-critic@abc"}
+    assert saved["seed"] == 1000
+
+
+def test_runs_on_other_seeds_are_refused(tmp_path):
+    _run(tmp_path / "eval", "base", {"a": 40}, None)
+    _run(tmp_path / "eval", "k10", {"a": 70}, "sim-critic@abc", seed=3000)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "steering_sim.py"),
+                           "--eval-dir", str(tmp_path / "eval"), "--out", str(tmp_path / "res")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "must share one master seed" in proc.stderr
+    assert "'base': '1000'" in proc.stderr and "'k10': '3000'" in proc.stderr
+    assert not (tmp_path / "res").exists()
 
 
 def test_missing_base_is_an_error(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -109,6 +110,28 @@ def test_finetune_trains_exports_lineage_and_resumes(parent, deploy_dataset, tmp
     assert by_name["bridge_dataset"]["held_out"]["val_episodes"] > 0
     assert card.data["datasets"]["vgps_deploy"]["held_out"] == held
     assert "td_loss" in card.training["validation"]
+    assert "collections" not in card.data
+
+    # the simulated collections behind the data go into the card (compare refuses their seeds)
+    records = [{"name": "base", "episodes": 400, "seed": 40000, "k": 1, "steered_by": None},
+               {"name": "round1", "episodes": 160, "seed": 41110, "k": 10, "task": "spoon"}]
+    (tmp_path / "collections.json").write_text(json.dumps(records))
+    export_args = ["export", str(run), "--out", str(tmp_path / "child"), "--force"]
+    assert train_main([*export_args, "--collections", str(tmp_path / "collections.json")]) == 0
+    with_collections = vgps_critic.load(tmp_path / "child")
+    assert with_collections.card.data["collections"] == records
+    assert with_collections.critic_id == child.critic_id  # the parameters are the same
+    for bad, reason in (({"name": "x"}, "must be a JSON list"),
+                        ([{"episodes": 1, "seed": 2}], r"collections\[0\] needs a 'name'"),
+                        ([{"name": "x", "episodes": 1, "seed": -2}], "'seed' must be a whole"),
+                        ([{"name": "x", "episodes": 1.5, "seed": 2}], "'episodes' must be")):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        capsys.readouterr()
+        assert train_main([*export_args, "--collections", str(tmp_path / "bad.json")]) == 2
+        assert re.search(reason, capsys.readouterr().err)
+    assert train_main([*export_args, "--collections", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err
+    assert vgps_critic.load(tmp_path / "child").card.data["collections"] == records  # untouched
 
 
 def test_a_relative_dataset_path_stays_relative_in_the_lineage(tmp_path, monkeypatch):
@@ -139,7 +162,7 @@ def test_mismatches_are_named(parent, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"calql\.discount=0\.98 in the config but .* 0\.9"):
         finetune.check_compatible(
             apply_overrides(sim, ["data.labels.discount=0.98", "calql.discount=0.98"]),
-            finetune.load_parent(REPO / "models" / "sim_critic", 0))
+            finetune.load_parent(REPO / "models" / "sim_critic"))
     # through the command line: exit code 2 and the reason, before any data is read
     code = train_main(["--config", "debug", "--data-dir", str(tmp_path / "none"), "--run-dir",
                        str(tmp_path / "run"), "--init-from", str(wide), "--no-tensorboard"])
@@ -155,9 +178,11 @@ def test_finetune_preset_needs_a_parent_and_matches_the_shipped_critic(tmp_path,
     assert [d.path for d in config.data.datasets] == [
         os.path.join("data", "vgps_sim", "1.0.0"), os.path.join("data", "vgps_deploy", "1.0.0")]
     assert not config.data.balance_weights
-    shipped = finetune.load_parent(REPO / "models" / "sim_critic", member=1)
-    resolved = finetune.resolve_config(config, shipped)  # the shipped critic fits the preset
-    assert all(d.action_bounds == shipped.bounds for d in resolved.data.datasets)
+    # the shipped critic (a single network) and each member of the one it replaced fit the preset
+    for parent in (finetune.load_parent(REPO / "models" / "sim_critic"),
+                   finetune.load_parent(REPO / "models" / "sim_critic_prev", member=1)):
+        resolved = finetune.resolve_config(config, parent)
+        assert all(d.action_bounds == parent.bounds for d in resolved.data.datasets)
     code = train_main(["--config", "finetune", "--data-dir", str(tmp_path), "--run-dir",
                        str(tmp_path / "run"), "--no-tensorboard"])
     assert code == 2 and "--init-from" in capsys.readouterr().err

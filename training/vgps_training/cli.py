@@ -3,9 +3,9 @@
     vgps-train --config sim --data-dir data/rlds --run-dir runs/sim
     vgps-train --config paper --data-dir /data/oxe --run-dir runs/paper --set steps=500000
     vgps-train --config finetune --data-dir data/rlds --run-dir runs/ft \
-        --init-from models/sim_critic --init-member 0           # vgps_sim + vgps_deploy
+        --init-from models/sim_critic                         # vgps_sim + vgps_deploy
     vgps-train --config finetune --data-dir data/rlds --run-dir runs/ft2 \
-        --init-from models/sim_critic/members/1 --dataset vgps_sim/1.0.0:1 \
+        --init-from models/sim_critic_prev --init-member 1 --dataset vgps_sim/1.0.0:1 \
         --dataset /data/lab_runs/1.0.0:2                         # choose the mixture
     vgps-train export runs/sim --out models/sim_critic
     vgps-train sim-dataset data/episodes --data-dir data/rlds     # episodes -> RLDS vgps_sim
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 
 def _train_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,10 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True)
     parser.add_argument("--name", default=None)
     parser.add_argument("--force", action="store_true")
+    parser.add_argument("--collections", default=None, metavar="FILE",
+                        help="JSON list of the simulated collections behind the data "
+                             "({name, episodes, seed, ...} each), kept in the card so that "
+                             "`vgps critic compare` refuses their seeds")
     return parser
 
 
@@ -73,7 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             args = _export_parser().parse_args(argv[1:])
             from vgps_training.export import export
 
-            card = export(args.run_dir, args.out, name=args.name, overwrite=args.force)
+            collections = None
+            if args.collections is not None:
+                try:
+                    collections = json.loads(Path(args.collections).read_text(encoding="utf-8"))
+                except (OSError, json.JSONDecodeError) as exc:
+                    raise ValueError(f"--collections {args.collections}: {exc}") from exc
+            card = export(args.run_dir, args.out, name=args.name, overwrite=args.force,
+                          collections=collections)
             print(f"wrote {args.out}: {card.critic_id}, {card.param_count:,} parameters, "
                   f"language {card.language_encoder}")
             return 0

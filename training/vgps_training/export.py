@@ -6,9 +6,17 @@ critic's are its parent's), the reward and discount, a summary of the data with 
 out for validation, the lineage (``data.lineage``: the parent critic and every dataset with its
 bags, see ``lineage``) and the run's latest validation metrics (on held-out episodes).
 
+``collections`` (``vgps-train export --collections FILE``) adds ``data.collections``: the
+simulated collections behind the critic's data, one record each (``name``, ``episodes``,
+``seed``: the master seed it ran with, and optionally ``steered_by``, ``k``, ``task``), as the
+shipped ensemble's card lists them per member. ``vgps critic compare`` refuses to evaluate on
+any seed a critic's card lists this way.
+
 Usage::
 
     card = export("runs/sim", "models/my_critic")
+    card = export("runs/ft", "models/sim_critic", name="sim-critic",
+                  collections=json.loads(Path("collections.json").read_text()))
 """
 
 from __future__ import annotations
@@ -29,8 +37,14 @@ from vgps_training.trainer import _critic_config, build_agent, latest_state
 
 
 def export(run_dir: str | Path, out: str | Path, name: str | None = None,
-           overwrite: bool = False) -> CriticCard:
-    """Write the latest checkpoint of ``run_dir`` to ``out``; returns the card."""
+           overwrite: bool = False,
+           collections: list[dict[str, Any]] | None = None) -> CriticCard:
+    """Write the latest checkpoint of ``run_dir`` to ``out``; returns the card.
+
+    Raises:
+        ValueError: a ``collections`` record without a name, a whole episode count or seed.
+    """
+    collections = check_collections(collections) if collections is not None else None
     run_dir = Path(run_dir)
     config, state, step = latest_state(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
@@ -54,7 +68,8 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None,
                            for k, v in info["datasets"].items()},
               "bounds_from": f"parent {parent['critic_id']}" if parent else deploy,
               "image_size": list(config.data.image_size),
-              "lineage": card_lineage_from_run(info)},
+              "lineage": card_lineage_from_run(info),
+              **({"collections": collections} if collections is not None else {})},
         training={"algorithm": config.agent, "steps": int(step), "batch_size": config.batch_size,
                   "seed": config.seed,
                   "init_from": parent["critic_id"] if parent else None,
@@ -62,6 +77,26 @@ def export(run_dir: str | Path, out: str | Path, name: str | None = None,
                   "validation": _last_validation(run_dir)},
     )
     return save_checkpoint(out, card, params, overwrite=overwrite)
+
+
+def check_collections(collections: Any) -> list[dict[str, Any]]:
+    """``collections`` checked: a list of JSON objects with ``name`` (str), ``episodes`` and
+    ``seed`` (ints >= 0); other keys are kept as they are."""
+    if not isinstance(collections, list):
+        raise ValueError(f"collections must be a JSON list of records, got "
+                         f"{type(collections).__name__}")
+    for i, record in enumerate(collections):
+        if not isinstance(record, dict):
+            raise ValueError(f"collections[{i}] must be an object, got {record!r}")
+        if not isinstance(record.get("name"), str) or not record["name"]:
+            raise ValueError(f"collections[{i}] needs a 'name' (a non-empty string)")
+        for key in ("episodes", "seed"):
+            value = record.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"collections[{i}] ({record['name']}): '{key}' must be a whole "
+                                 f"number >= 0, got {value!r}")
+    json.dumps(collections)  # fail before writing anything
+    return [dict(r) for r in collections]
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ already holds checkpoints resumes from them instead.
 
 Usage::
 
-    parent = load_parent("models/sim_critic", member=0)
+    parent = load_parent("models/sim_critic_prev", member=0)   # an ensemble: choose a member
     config = resolve_config(config, parent)          # bounds from the parent, checks
     state = initial_state(agent.init(key), parent)   # critic + target = parent's parameters
 """

@@ -14,7 +14,7 @@ left where it was.
 Usage::
 
     moved = promote("out/critic_round5", "models/sim_critic")
-    moved.previous      # models/sim_critic.prev-sim-critic@7fbfa2b10e82
+    moved.previous      # models/sim_critic.prev-sim-critic@3ffcce7093fd
 """
 
 from __future__ import annotations

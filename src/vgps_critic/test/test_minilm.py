@@ -97,15 +97,22 @@ def test_the_oracle_gives_the_golden_values(oracle):
         _golden_check(vec, golden)
 
 
-@pytest.mark.skipif(not (SIM_CRITIC / "card.json").is_file(), reason="no models/sim_critic")
-def test_the_shipped_critic_keeps_its_ids_and_q(oracle):
+@pytest.mark.parametrize("path, critic_id, member_ids", [
+    # the flywheel's fine-tune of the previous critic's member 1 (a single network)
+    (SIM_CRITIC, "sim-critic@3ffcce7093fd", None),
+    # the critic it replaced, kept for the flywheel's comparisons (an ensemble of two)
+    (SIM_CRITIC.with_name("sim_critic_prev"), "sim-critic@7fbfa2b10e82",
+     ["sim-critic@53f1eaeaf886", "sim-critic@1107281935b2"]),
+], ids=["sim_critic", "sim_critic_prev"])
+def test_the_shipped_critics_keep_their_ids_and_q(oracle, path, critic_id, member_ids):
     import vgps_critic
 
-    critic = vgps_critic.load(SIM_CRITIC)
+    if not (path / "card.json").is_file():
+        pytest.skip(f"no {path.name} in models/")
+    critic = vgps_critic.load(path)
     assert critic.card.language_encoder == "minilm-l6-v2"
-    assert critic.critic_id == "sim-critic@7fbfa2b10e82"
-    assert [m.critic_id for m in critic.members] == [
-        "sim-critic@53f1eaeaf886", "sim-critic@1107281935b2"]
+    assert critic.critic_id == critic_id
+    assert [m.critic_id for m in getattr(critic, "members", [])] == (member_ids or [])
     assert isinstance(critic.language_encoder, MiniLMEncoder)
     rng = np.random.default_rng(14)
     h, w = critic.card.config.image_size

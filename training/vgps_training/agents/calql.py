@@ -258,23 +258,27 @@ class CalQLAgent:
         loss = td + cfg.cql_alpha * cql
         metrics = {"critic_loss": loss, "td_loss": td, "cql_loss": cql,
                    "q_data": q_data.mean(), "td_target": target.mean(), **cql_metrics}
+        anchored = cfg.anchor_weight > 0 or cfg.candidate_anchor_weight > 0
+        if anchored and self.anchor is None:
+            raise ValueError("CalQLConfig.anchor_weight / candidate_anchor_weight > 0 needs the "
+                             "parent critic (train with --init-from)")
+        # the parent's image-language features: encoded once for both anchors
+        parent = self._encode(self.anchor, batch["image"], batch["language"]) if anchored else None
         if cfg.anchor_weight > 0:
-            anchor = self._anchor_loss(critic_params, features, batch, all_actions, q_all,
-                                       jax.random.fold_in(key, 5))
+            anchor = self._anchor_loss(critic_params, features, parent, batch, all_actions,
+                                       q_all, jax.random.fold_in(key, 5))
             loss = loss + cfg.anchor_weight * anchor
             metrics.update(critic_loss=loss, anchor_loss=anchor)
         if cfg.candidate_anchor_weight > 0:
-            held = self._candidate_anchor_loss(critic_params, features, batch)
+            held = self._candidate_anchor_loss(critic_params, features, parent, batch)
             loss = loss + cfg.candidate_anchor_weight * held
             metrics.update(critic_loss=loss, candidate_anchor_loss=held)
         return loss, metrics
 
     def _candidate_anchor_loss(self, critic_params: dict, features: jax.Array,
+                               parent_features: jax.Array,
                                batch: dict[str, jax.Array]) -> jax.Array:
         """The difference to the parent at each state's recorded candidates (masked means)."""
-        if self.anchor is None:
-            raise ValueError("CalQLConfig.candidate_anchor_weight > 0 needs the parent critic "
-                             "(train with --init-from)")
         if "candidates" not in batch:
             raise ValueError("CalQLConfig.candidate_anchor_weight > 0 needs batch['candidates']"
                              " (set data.candidates > 0 and build the deployment dataset with "
@@ -284,7 +288,6 @@ class CalQLAgent:
             candidates = candidates.at[..., -1].set(batch["action"][:, None, -1])
         mask = batch["candidate_mask"].astype(jnp.float32)  # (B, C)
         q = self._q(critic_params, features, candidates)  # (E, B, C)
-        parent_features = self._encode(self.anchor, batch["image"], batch["language"])
         q_parent = jax.lax.stop_gradient(self._q(self.anchor, parent_features, candidates))
         tau = self.config.candidate_anchor_temperature
         if tau == 0:
@@ -297,13 +300,11 @@ class CalQLAgent:
         states = (mask.sum(axis=-1) > 0).astype(jnp.float32)  # steps with candidates
         return (kl * states).sum() / jnp.maximum(q.shape[0] * states.sum(), 1.0)
 
-    def _anchor_loss(self, critic_params: dict, features: jax.Array, batch: dict[str, jax.Array],
-                     actions: jax.Array, q_actions: jax.Array, key: jax.Array) -> jax.Array:
+    def _anchor_loss(self, critic_params: dict, features: jax.Array, parent_features: jax.Array,
+                     batch: dict[str, jax.Array], actions: jax.Array, q_actions: jax.Array,
+                     key: jax.Array) -> jax.Array:
         """Mean squared difference to the parent's Q at ``actions`` (whose Q is ``q_actions``)
         and at noisy copies of the data's actions."""
-        if self.anchor is None:
-            raise ValueError("CalQLConfig.anchor_weight > 0 needs the parent critic "
-                             "(train with --init-from)")
         cfg = self.config
         b, n, a = actions.shape[0], cfg.cql_n_actions, self.critic_config.action_dim
         noise = cfg.anchor_noise * jax.random.normal(key, (b, n, a))
@@ -311,7 +312,6 @@ class CalQLAgent:
         if cfg.anchor_flip_gripper:
             noisy = jnp.concatenate([noisy, noisy.at[..., -1].multiply(-1.0)], axis=1)
         q = jnp.concatenate([q_actions, self._q(critic_params, features, noisy)], axis=-1)
-        parent_features = self._encode(self.anchor, batch["image"], batch["language"])
         q_parent = jax.lax.stop_gradient(
             self._q(self.anchor, parent_features, jnp.concatenate([actions, noisy], axis=1)))
         if cfg.anchor_centered:  # (E, B, 2N): compare shapes over each state's actions

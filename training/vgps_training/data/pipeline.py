@@ -188,6 +188,11 @@ class DataPipeline:
         return iter(tfds.as_numpy(self.dataset))
 
 
+def _without_candidates(traj: dict) -> dict:
+    steps = {k: v for k, v in traj["steps"].items() if k != "candidate_actions"}
+    return {**traj, "steps": steps}
+
+
 def _seed(config: DataConfig, index: int, purpose: int) -> int:
     """A distinct deterministic seed per (config seed, host, purpose)."""
     host, _ = rlds.resolve_process(config.process_index, config.process_count)
@@ -242,6 +247,8 @@ def make_trajectory_dataset(spec: DatasetSpec, config: DataConfig, index: int = 
         fraction = plan.fraction  # type: ignore[union-attr]
         ds = ds.filter(lambda t: tf.equal(
             holdout.held_out_tf(holdout.episode_key(t), fraction), keep))
+    if not config.candidates:  # not read: leave the recorded candidates compressed
+        ds = ds.map(_without_candidates)
     ds = ds.map(standardizer, num_parallel_calls=config.num_parallel_calls)
     ds = ds.filter(lambda t: tf.shape(t["action"])[0] > 0)
     if config.skip_unlabeled:
