@@ -48,6 +48,22 @@ def make_paper_critic(path: Path) -> Path:
     return path
 
 
+def describe_critic(path: Path) -> tuple[str, str]:
+    """The critic's id and a few words on its network (from its card)."""
+    from vgps_critic.loading import describe
+
+    card = describe(path, verify=False)
+    members = card.get("member_cards") or [card]
+    arch, size = members[0]["architecture"], members[0]["image_size"]
+    stages = arch["stage_sizes"]
+    stages = "ResNet-34" if stages == [3, 4, 6, 3] else f"ResNet stages {stages}"
+    words = f"{stages} FiLM, {arch['num_filters']} filters, {size[0]}x{size[1]} input"
+    if len(members) > 1:
+        words += f", an ensemble of {len(members)}"
+    critic_id = card.get("critic_id") or f"{card['name']}@{card['params']['sha256'][:12]}"
+    return critic_id, words
+
+
 def critic_and_selector(critic: Path, k: int):
     """The graph's critic and selector nodes (this script plays policy and arm), lenient ages."""
     from vgps.graph.description import Graph, describe
@@ -229,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from vgps.graph.processes import NodeProcesses, isolate
 
     critic = make_paper_critic(args.critic or ROOT / "out" / "bench" / "paper_critic")
+    critic_id, critic_net = describe_critic(critic)
     graph = critic_and_selector(critic, args.k)
     workdir = Path(tempfile.mkdtemp(prefix="vgps-loop-latency-"))
     env = isolate(os.environ)  # the nodes' environment; this process's is left alone
@@ -259,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "load_average_1m": round(os.getloadavg()[0], 2)},
-        "settings": {"critic": _display_path(critic), "k": args.k, "image_size": args.image_size,
+        "settings": {"critic": _display_path(critic), "critic_id": critic_id,
+                     "critic_network": critic_net, "k": args.k, "image_size": args.image_size,
                      "policy_ms": args.policy_ms, "period_s": period,
                      "duration_s": args.duration_s, "steps": args.steps},
         "results": results,
@@ -283,7 +301,7 @@ def markdown(record: dict) -> str:
         f"Graph: the real critic_node and selector_node processes over Fast DDS; this script "
         f"publishes a {s['image_size']}x{s['image_size']} image, waits {s['policy_ms']:g} ms "
         f"(the policy's sampling time) and publishes K = {s['k']} candidates. Critic: "
-        f"paper configuration (ResNet-34 FiLM, 256x256), `{Path(s['critic']).name}`.",
+        f"`{s['critic_id']}` ({s['critic_network']}), `{s['critic']}`.",
         "",
         "| phase | steps | missed | p50 (ms) | p95 (ms) | max (ms) |",
         "|---|---:|---:|---:|---:|---:|",
