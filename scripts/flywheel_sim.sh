@@ -21,7 +21,9 @@
 #       other gripper command when ANCHOR_FLIP=true; and, with CAND_ANCHOR > 0, at the
 #       candidates the policy proposed at each recorded step, KL of softmax(Q / CAND_TEMP) or
 #       squared Q at CAND_TEMP=0), on vgps_sim + DEPLOY_WEIGHT x vgps_deploy
-#       (every round's bags so far); export, and rebuild the ensemble (HEAD_REDUCTION). Round 2 in
+#       (every round's bags so far); export (the card lists every simulated run behind the
+#       data with its seed, `vgps dataset collections`), and rebuild the ensemble
+#       (HEAD_REDUCTION). Round 2 in
 #       simulation measured why START is the default: a fine-tune of a fine-tune starts with a
 #       smaller conservative gap and spends the rest, and its steering collapsed
 #       (benchmarks/results/flywheel_sim_round2.md);
@@ -168,7 +170,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
         --set calql.anchor_weight="$ANCHOR" --set calql.anchor_flip_gripper="$ANCHOR_FLIP" \
         "${cand_train[@]}" \
         ${TRAIN_ARGS:-}
-      "$VENV/bin/vgps-train" export "$run" --out "$R/member$m" --name "sim-critic-r$r-m$m" --force
+      # the simulated runs behind its data, with their seeds (compare refuses them)
+      of_member=()
+      if [ -d "$parent/members" ]; then of_member=(--parent-member "$m"); fi
+      "$VENV/bin/vgps" dataset collections "$WORK"/base/*/ "$WORK"/round*/up/*/ \
+        --parent "$parent" "${of_member[@]}" --out "$R/collections_m$m.json"
+      "$VENV/bin/vgps-train" export "$run" --out "$R/member$m" --name "sim-critic-r$r-m$m" \
+        --collections "$R/collections_m$m.json" --force
       exported+=("$R/member$m")
     done
     if ((${#exported[@]} == 0)); then

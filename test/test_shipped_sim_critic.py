@@ -77,8 +77,9 @@ def test_a_fine_tune_lists_the_collections_behind_its_data(critic):
         pytest.skip("an ensemble lists them per member (above)")
     data = critic.card.data
     records = data["collections"]
-    for dataset in ("vgps_sim", "vgps_deploy"):
-        mine = [r for r in records if r["name"].startswith(dataset + "/")]
+    # vgps_sim was written from `vgps collect` runs, vgps_deploy from the bags of `vgps up` runs
+    for dataset, source in (("vgps_sim", "vgps collect"), ("vgps_deploy", "vgps up")):
+        mine = [r for r in records if r.get("source") == source]
         assert sum(r["episodes"] for r in mine) == data["datasets"][dataset]["num_trajectories"]
     run_ids = {r["run_id"] for r in records if "run_id" in r}
     assert run_ids == {b["run_id"] for d in data["lineage"]["datasets"] for b in d.get("bags", [])}

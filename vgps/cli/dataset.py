@@ -1,8 +1,11 @@
-"""``vgps dataset build``: recorded bags -> the RLDS/TFDS deployment dataset vgps-train reads.
+"""``vgps dataset build``: recorded bags -> the RLDS/TFDS deployment dataset vgps-train reads;
+``vgps dataset collections``: the simulated runs behind a dataset, with their seeds.
 
     vgps dataset build out/bags/run1 out/bags/run2 --out data/rlds
     vgps dataset build out/bags/run3 --out data/rlds --candidates --image-size 128
     vgps dataset build out/bags/* --out data/rlds --labels reviewed.labels.json --name my_deploy
+    vgps dataset collections out/flywheel/base/* out/flywheel/round*/up/* \
+        --parent models/sim_critic_prev --parent-member 1 --out collections.json
 
 Writes ``DIR/NAME/<version>/`` (default ``vgps_deploy/1.0.0``) and keeps the episode store it is
 made from in ``DIR/NAME/episodes`` and ``DIR/NAME/index.json``; see :mod:`vgps.flywheel.dataset`.
@@ -40,6 +43,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--image-size", type=int, default=None, metavar="N",
                        help="resize camera frames to NxN (default: as recorded)")
     build.set_defaults(func=_build)
+    col = sub.add_parser(
+        "collections", help="the simulated collections behind a critic's data, with their seeds",
+        description="Read `vgps collect` and simulated `vgps up` output directories and write "
+                    "the JSON list `vgps-train export --collections` puts in the card (master "
+                    "seed, episodes, K, critic, tasks, bag and run id), so that `vgps critic "
+                    "compare` refuses those seeds. --parent adds the collections the parent "
+                    "critic's card lists.")
+    col.add_argument("runs", nargs="*", type=Path, metavar="RUN",
+                     help="`vgps collect --out` or `vgps up --out` directories")
+    col.add_argument("--out", type=Path, required=True, metavar="FILE")
+    col.add_argument("--parent", type=Path, default=None, metavar="CRITIC",
+                     help="the critic the fine-tune started from (its card's collections)")
+    col.add_argument("--parent-member", type=int, default=None, metavar="I",
+                     help="with an ensemble --parent: the member it started from")
+    col.set_defaults(func=_collections)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -56,4 +74,19 @@ def _build(args: argparse.Namespace) -> int:
     if report.dataset is None:
         return 1
     print(f"dataset: {report.dataset}" + ("" if report.rewritten else " (unchanged)"))
+    return 0
+
+
+def _collections(args: argparse.Namespace) -> int:
+    from vgps.flywheel.sim_collections import parent_records, run_records, write_collections
+
+    if not args.runs and args.parent is None:
+        raise ValueError("vgps dataset collections: give RUN directories, --parent, or both")
+    records = run_records(args.runs)  # a ValueError is printed by vgps.cli.main, exit code 2
+    if args.parent is not None:
+        records += parent_records(args.parent, args.parent_member)
+    path = write_collections(args.out, records)
+    seeds = sorted({r["seed"] for r in records if isinstance(r.get("seed"), int)})
+    print(f"wrote {path}: {len(records)} collections, "
+          f"{sum(r.get('episodes', 0) for r in records)} episodes, {len(seeds)} seeds")
     return 0
