@@ -73,12 +73,12 @@ def _up_record(run: Path) -> dict[str, Any]:
                          "simulator seed (only robot:=sim runs are collections)")
     try:
         params = yaml.safe_load((run / "params.yaml").read_text(encoding="utf-8"))
-        seed = params["arm_driver"]["ros__parameters"]["seed"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+        seed = int(params["arm_driver"]["ros__parameters"]["seed"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{run}/params.yaml: no arm_driver seed ({exc})") from exc
     episodes = summary.get("episodes") or []
     record = {"name": run.as_posix(), "source": "vgps up", "episodes": len(episodes),
-              "seed": int(seed), "k": int(arguments.get("k") or 1),
+              "seed": seed, "k": int(arguments.get("k") or 1),
               "critic": arguments.get("critic") or None,  # the path it was given
               "tasks": sorted({e.get("task") for e in episodes if e.get("task")}),
               "intervention": (arguments.get("intervention") or "none").lower()}
