@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -70,6 +71,19 @@ def test_refuses_to_overwrite(tmp_path, small_card):
     save_checkpoint(tmp_path / "c", small_card, perturbed_params(SMALL))
     with pytest.raises(FileExistsError, match="exists"):
         save_checkpoint(tmp_path / "c", small_card, perturbed_params(SMALL))
+
+
+def test_replacing_keeps_the_model_cards_readme_and_nothing_else(tmp_path, small_card):
+    path = tmp_path / "c"
+    save_checkpoint(path, small_card, perturbed_params(SMALL))
+    (path / "README.md").write_text("# my critic\n")
+    (path / "notes.txt").write_text("scratch\n")
+    replaced = dataclasses.replace(small_card, name="replaced")
+    save_checkpoint(path, replaced, perturbed_params(SMALL, seed=3), overwrite=True)
+    assert (path / "README.md").read_text() == "# my critic\n"
+    assert not (path / "notes.txt").exists()
+    assert vgps_critic.load(path).card.name == "replaced"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no staging left behind
 
 
 def _copy(src: str, tmp_path: Path) -> Path:

@@ -172,6 +172,9 @@ def save_checkpoint(path: str | os.PathLike, card: CriticCard, params: dict,
 def write_directory(path: Path, fill: Callable[[Path], None], overwrite: bool = False) -> None:
     """Create directory ``path`` atomically: ``fill`` writes a staging sibling, renamed at the end.
 
+    Replacing a directory keeps its ``README.md`` (a model card's prose, which no export writes)
+    unless ``fill`` wrote one; everything else in it is replaced.
+
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False (nothing is written).
     """
@@ -182,6 +185,9 @@ def write_directory(path: Path, fill: Callable[[Path], None], overwrite: bool = 
     try:
         fill(staging)
         if path.exists():
+            readme = path / "README.md"
+            if readme.is_file() and not (staging / "README.md").exists():
+                shutil.copy2(readme, staging / "README.md")
             shutil.rmtree(path)
         staging.rename(path)
     finally:
